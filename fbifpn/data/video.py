@@ -1,0 +1,96 @@
+"""Video files: writing at FaceForensics++'s compression levels, reading sampled frames.
+
+Levels follow FF++: `raw` is lossless (FFV1, RGB), `c23` and `c40` are H.264 (x264) at CRF 23 and 40.
+Writing uses PyAV (FFmpeg with libx264), imported only here, when a video is written; reading uses
+OpenCV, which decodes all of these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+FPS = 25
+LEVELS = ("raw", "c23", "c40")
+
+
+def crf_of(level: str) -> int | None:
+    """`raw` -> None (lossless); `cNN` -> x264 CRF NN (c23, c40, and other domains' levels)."""
+    if level == "raw":
+        return None
+    if not (level.startswith("c") and level[1:].isdigit()):
+        raise ValueError(f"compression level {level!r}: expected raw or cNN (c23, c40, ...)")
+    return int(level[1:])
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], level: str = "c23", gray: bool = False) -> None:
+    """Write BGR uint8 frames (or single-channel masks with `gray`) at a compression level.
+
+    One encoder thread: the output is then byte-identical whatever else runs in parallel.
+    """
+    import av  # heavy and only needed to write videos
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    crf = crf_of(level)
+    tmp = path.with_name(path.name + ".part.mp4")
+    with av.open(str(tmp), "w") as container:
+        if crf is None:
+            stream = container.add_stream("ffv1", rate=FPS)
+            stream.pix_fmt = "gray" if gray else "bgr0"
+        else:
+            stream = container.add_stream("libx264", rate=FPS, options={"crf": str(crf), "preset": "medium"})
+            stream.pix_fmt = "yuv420p"
+        stream.thread_count = 1
+        first = True
+        for frame in frames:
+            if first:
+                stream.height, stream.width = frame.shape[:2]
+                first = False
+            if gray:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
+            else:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.replace(path)  # a crash mid-write never leaves a truncated video under the real name
+
+
+def frame_count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise OSError(f"{path}: cannot open video")
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+
+
+def read_frames(path: Path, indices: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Decode BGR frames: all of them, or those at `indices` (in increasing order), skipping the
+    others with grab() so that unwanted frames are never converted."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise OSError(f"{path}: cannot open video")
+    wanted = None if indices is None else set(indices)
+    last = None if indices is None else max(indices, default=-1)
+    frames, i = [], 0
+    try:
+        while last is None or i <= last:
+            if wanted is None or i in wanted:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frames.append(frame)
+            elif not cap.grab():
+                break
+            i += 1
+    finally:
+        cap.release()
+    if wanted is not None and len(frames) < len(wanted):
+        raise OSError(f"{path}: has {i} frames, asked for frame {max(wanted)}")
+    return frames
