@@ -8,7 +8,7 @@ PROFILE ?= demo
 # timm would otherwise retry the model hub for ~47 s before failing on machines without a network.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: venv demo test test-fast lint format lab strip clean
+.PHONY: venv demo bench test test-fast lint format lab strip clean
 
 venv: $(STAMP)
 
@@ -21,11 +21,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
-# The main job on the embedded default. Until the data and notebook issues land, that is the model's
-# cost table and an overfit check of model + losses.
+# The main job on the embedded default. Until the training and notebook issues land, that is the
+# synthetic benchmark (cached in runs/data/demo-seed0/), the model's cost table and an overfit check.
 demo: venv
+	$(PY) -m fbifpn synth --size demo
 	$(PY) -m fbifpn info --profile $(PROFILE)
 	$(PY) -m fbifpn overfit --profile $(PROFILE)
+
+bench: venv
+	$(PY) benchmarks/sbi_rate.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

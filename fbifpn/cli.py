@@ -82,8 +82,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     root = generate(args.out, size=args.size, seed=args.seed, workers=args.workers)
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     videos = sum(1 for _ in root.rglob("*.mp4"))
-    print(f"synthetic benchmark (size {args.size}, seed {args.seed}) at {root}: {videos} videos, "
-          f"{total / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s")
+    print(
+        f"synthetic benchmark (size {args.size}, seed {args.seed}) at {root}: {videos} videos, "
+        f"{total / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s"
+    )
     return 0
 
 
@@ -107,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: runs/data/<size>-seed<N>/)")
     p.add_argument("--size", default="demo", choices=["smoke", "demo", "paper"], help="benchmark size")
     p.add_argument("--seed", type=int, default=0, help="the seed; the same seed gives identical files")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores); output is unchanged")
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes (default: all cores); output is unchanged"
+    )
     p.set_defaults(func=cmd_synth)
     return parser
 

@@ -45,3 +45,12 @@ def test_module_entry_point_help():
         [sys.executable, "-m", "fbifpn", "--help"], capture_output=True, text=True, check=True
     )
     assert "info" in result.stdout and "overfit" in result.stdout
+
+
+def test_synth_command(tmp_path, capsys):
+    assert main(["synth", "--size", "smoke", "--out", str(tmp_path / "b"), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic benchmark (size smoke, seed 0)" in out and "videos" in out
+    assert (tmp_path / "b" / "benchmark.json").is_file()
+    with pytest.raises(SystemExit):
+        main(["synth", "--size", "huge"])

@@ -35,10 +35,20 @@ SKIN_TONES = np.array(
     dtype=np.float32,
 )
 HAIR_COLOURS = np.array(
-    [(20, 20, 22), (30, 40, 60), (40, 70, 110), (70, 120, 170), (110, 170, 215), (40, 60, 150), (150, 150, 155)],
+    [
+        (20, 20, 22),
+        (30, 40, 60),
+        (40, 70, 110),
+        (70, 120, 170),
+        (110, 170, 215),
+        (40, 60, 150),
+        (150, 150, 155),
+    ],
     dtype=np.float32,
 )
-IRIS_COLOURS = np.array([(30, 50, 80), (40, 70, 110), (140, 110, 60), (90, 120, 80), (120, 120, 110)], np.float32)
+IRIS_COLOURS = np.array(
+    [(30, 50, 80), (40, 70, 110), (140, 110, 60), (90, 120, 80), (120, 120, 110)], np.float32
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,9 @@ def sample_identity(rng: np.random.Generator, skin_weights: np.ndarray | None = 
         mouth_w=rng.uniform(16, 25),
         lip_h=rng.uniform(3, 6),
         lip=np.clip(lip, 10, 250).astype(np.float32),
-        hair=np.clip(HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] + rng.normal(0, 10, 3), 0, 255).astype(np.float32),
+        hair=np.clip(HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] + rng.normal(0, 10, 3), 0, 255).astype(
+            np.float32
+        ),
         hair_style=int(rng.integers(4)),
         hair_volume=rng.uniform(6, 20),
         glasses=int(rng.choice(3, p=[0.82, 0.09, 0.09])),
@@ -195,7 +207,9 @@ def shading_map(idt: Identity, light: np.ndarray) -> np.ndarray:
     return np.clip(n @ light.astype(np.float32), 0, 1)
 
 
-def render_canvas(idt: Identity, ex: Expression, shade: np.ndarray, ambient: float) -> tuple[np.ndarray, np.ndarray]:
+def render_canvas(
+    idt: Identity, ex: Expression, shade: np.ndarray, ambient: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw the head on the canonical canvas: BGR float image and alpha (head, hair, neck)."""
     img = np.zeros((CANVAS, CANVAS, 3), np.float32)
     alpha = np.zeros((CANVAS, CANVAS), np.float32)
@@ -208,8 +222,12 @@ def render_canvas(idt: Identity, ex: Expression, shade: np.ndarray, ambient: flo
     # hair behind the head, neck, ears
     if idt.hair_style == 1:
         back = np.array(
-            [(cx - idt.half_w - 14, top + 20), (cx + idt.half_w + 14, top + 20), (cx + idt.half_w + 20, cy + 110),
-             (cx - idt.half_w - 20, cy + 110)]
+            [
+                (cx - idt.half_w - 14, top + 20),
+                (cx + idt.half_w + 14, top + 20),
+                (cx + idt.half_w + 20, cy + 110),
+                (cx - idt.half_w - 20, cy + 110),
+            ]
         )
         _poly(img, back, hair * 0.8)
         _poly(alpha, back, (1,))
@@ -245,7 +263,9 @@ def render_canvas(idt: Identity, ex: Expression, shade: np.ndarray, ambient: flo
         _ellipse(forehead, (cx + dx * 0.3, top + cap_h * 1.1), (idt.half_w * 0.72, cap_h * 0.42), (1,))
         hair_mask = np.clip(hair_mask - forehead * face, 0, 1)
         if idt.hair_style == 3:  # fringe
-            _ellipse(hair_mask, (cx - 10, top + cap_h * 0.75), (idt.half_w * 0.7, cap_h * 0.35), (1,), angle=-8)
+            _ellipse(
+                hair_mask, (cx - 10, top + cap_h * 0.75), (idt.half_w * 0.7, cap_h * 0.35), (1,), angle=-8
+            )
         strands = hair + 2.5 * idt.texture[..., None]
     else:  # buzz cut: a thin, partly transparent cap
         _ellipse(hair_mask, (cx, top + 14), (idt.half_w * 0.9, 18), (0.55,))
@@ -264,10 +284,14 @@ def render_canvas(idt: Identity, ex: Expression, shade: np.ndarray, ambient: flo
         _ellipse(img, ec, (idt.eye_w + 1, open_h + 0.5), idt.skin * 0.45, thickness=1)
         # brows rise with the expression
         by = ec[1] - idt.brow_gap - 4 * ex.brow_raise
-        brow = np.array([(ec[0] - side * idt.eye_w * 1.1, by + 2), (ec[0], by - idt.brow_arch),
-                         (ec[0] + side * idt.eye_w * 1.2, by + 1)])
-        cv2.polylines(img, [_pts(brow)], False, _bgr(hair * 0.9 + 10), idt.brow_thick,
-                      cv2.LINE_AA, 4)
+        brow = np.array(
+            [
+                (ec[0] - side * idt.eye_w * 1.1, by + 2),
+                (ec[0], by - idt.brow_arch),
+                (ec[0] + side * idt.eye_w * 1.2, by + 1),
+            ]
+        )
+        cv2.polylines(img, [_pts(brow)], False, _bgr(hair * 0.9 + 10), idt.brow_thick, cv2.LINE_AA, 4)
 
     # nose: a shaded ridge and nostrils
     nose_top = cy + idt.eye_y + 4
@@ -293,10 +317,19 @@ def render_canvas(idt: Identity, ex: Expression, shade: np.ndarray, ambient: flo
             if idt.glasses == 1:
                 _ellipse(img, ec, (idt.eye_w + 5, idt.eye_w + 2), idt.glasses_colour, thickness=2)
             else:
-                box = np.array([(ec[0] - idt.eye_w - 6, ec[1] - 10), (ec[0] + idt.eye_w + 6, ec[1] - 10),
-                                (ec[0] + idt.eye_w + 6, ec[1] + 9), (ec[0] - idt.eye_w - 6, ec[1] + 9)])
+                box = np.array(
+                    [
+                        (ec[0] - idt.eye_w - 6, ec[1] - 10),
+                        (ec[0] + idt.eye_w + 6, ec[1] - 10),
+                        (ec[0] + idt.eye_w + 6, ec[1] + 9),
+                        (ec[0] - idt.eye_w - 6, ec[1] + 9),
+                    ]
+                )
                 cv2.polylines(img, [_pts(box)], True, _bgr(idt.glasses_colour), 2, cv2.LINE_AA, 4)
-        bridge = (_pt(cx - idt.eye_dx + idt.eye_w + dx, cy + idt.eye_y), _pt(cx + idt.eye_dx - idt.eye_w + dx, cy + idt.eye_y))
+        bridge = (
+            _pt(cx - idt.eye_dx + idt.eye_w + dx, cy + idt.eye_y),
+            _pt(cx + idt.eye_dx - idt.eye_w + dx, cy + idt.eye_y),
+        )
         cv2.line(img, *bridge, _bgr(idt.glasses_colour), 2, cv2.LINE_AA, 4)
     return img, alpha
 
@@ -321,7 +354,9 @@ def region_masks(idt: Identity, ex: Expression) -> dict[str, np.ndarray]:
     masks["inner"] = inner
     expr = np.zeros_like(hull)
     for side in (-1, 1):
-        _ellipse(expr, (cx + side * idt.eye_dx + dx, cy + idt.eye_y - 5), (idt.eye_w * 1.6, idt.eye_h + 11), (1,))
+        _ellipse(
+            expr, (cx + side * idt.eye_dx + dx, cy + idt.eye_y - 5), (idt.eye_w * 1.6, idt.eye_h + 11), (1,)
+        )
     _ellipse(expr, (cx + dx, cy + idt.mouth_y + 2), (idt.mouth_w * 1.45, idt.lip_h + 15), (1,))
     masks["expression"] = expr
     mouth = np.zeros_like(hull)

@@ -34,10 +34,24 @@ MARKER = "benchmark.json"
 # The three domains differ in who is filmed, how, and how carefully fakes are blended.
 DOMAINS = {
     "synth-ff": Domain("synth-ff", (1, 1, 1, 1, 1, 1, 1), (0.2, 0.6), 0.03, (0.8, 4.0), (0.0, 1.4)),
-    "synth-cdf": Domain("synth-cdf", (3, 3, 2, 1, 0.5, 0.3, 0.2), (0.1, 0.35), 0.02, (0.5, 2.0), (0.0, 0.8),
-                        face_ratio=(0.45, 0.6)),
-    "synth-dfdc": Domain("synth-dfdc", (0.5, 1, 1, 1.5, 2, 2, 1.5), (0.4, 0.8), 0.08, (2.0, 6.0), (0.4, 1.8),
-                         face_ratio=(0.4, 0.55)),
+    "synth-cdf": Domain(
+        "synth-cdf",
+        (3, 3, 2, 1, 0.5, 0.3, 0.2),
+        (0.1, 0.35),
+        0.02,
+        (0.5, 2.0),
+        (0.0, 0.8),
+        face_ratio=(0.45, 0.6),
+    ),
+    "synth-dfdc": Domain(
+        "synth-dfdc",
+        (0.5, 1, 1, 1.5, 2, 2, 1.5),
+        (0.4, 0.8),
+        0.08,
+        (2.0, 6.0),
+        (0.4, 1.8),
+        face_ratio=(0.4, 0.55),
+    ),
 }
 BLEND_QUALITY = {"synth-ff": 0.0, "synth-cdf": 0.8, "synth-dfdc": 0.3}
 
@@ -124,7 +138,9 @@ def plan_ff(size: Size, seed: int) -> tuple[list[Job], dict[str, object]]:
             Fake(
                 method,
                 b,
-                tuple(f"manipulated_sequences/{method}/{lv}/videos/{a:03d}_{b:03d}.mp4" for lv in size.ff_levels),
+                tuple(
+                    f"manipulated_sequences/{method}/{lv}/videos/{a:03d}_{b:03d}.mp4" for lv in size.ff_levels
+                ),
                 f"manipulated_sequences/{method}/masks/videos/{a:03d}_{b:03d}.mp4",
             )
             for method in METHODS
@@ -183,8 +199,14 @@ def plan_dfdc(size: Size, seed: int) -> tuple[list[Job], dict[str, object]]:
             method = str(rng.choice(METHODS))
             source = int(rng.integers(10_000, 20_000))
             jobs.append(
-                Job("synth-dfdc", index, index, (f"{folder}/{real}",), (level,),
-                    (Fake(method, source, (f"{folder}/{fake}",), None),))
+                Job(
+                    "synth-dfdc",
+                    index,
+                    index,
+                    (f"{folder}/{real}",),
+                    (level,),
+                    (Fake(method, source, (f"{folder}/{fake}",), None),),
+                )
             )
             index += 1
             metadata[real] = {"label": "REAL", "split": "train"}
@@ -261,7 +283,14 @@ def generate(
         raise ValueError(f"--size: unknown size {size!r} (sizes: {', '.join(SIZES)})")
     root = Path(out) if out is not None else default_out(size, seed)
     spec = SIZES[size]
-    marker = {"version": VERSION, "size": size, "seed": seed, "datasets": list(datasets), "spec": asdict(spec)}
+    marker = {
+        "version": VERSION,
+        "size": size,
+        "seed": seed,
+        "datasets": list(datasets),
+        "spec": asdict(spec),
+    }
+    marker = json.loads(json.dumps(marker))  # as it reads back from disk (tuples become lists)
     if (root / MARKER).is_file() and json.loads((root / MARKER).read_text()) == marker:
         return root
     jobs: list[Job] = []

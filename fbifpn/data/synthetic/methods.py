@@ -42,10 +42,17 @@ def sample_blend(rng: np.random.Generator, method: str, quality: float = 0.0) ->
     """`quality` in [0, 1] moves every knob towards an invisible blend (used by synth-cdf)."""
     q = quality
     base = {
-        "Deepfakes": Blend(rng.uniform(4, 8), rng.uniform(0.3, 0.7), rng.uniform(2.0, 3.5), rng.uniform(0.3, 0.9), 0.0),
+        "Deepfakes": Blend(
+            rng.uniform(4, 8), rng.uniform(0.3, 0.7), rng.uniform(2.0, 3.5), rng.uniform(0.3, 0.9), 0.0
+        ),
         "Face2Face": Blend(rng.uniform(3, 6), 1.0, rng.uniform(1.0, 1.6), rng.uniform(0.0, 0.4), 0.0),
-        "FaceSwap": Blend(rng.uniform(0.8, 1.8), rng.uniform(0.0, 0.3), rng.uniform(1.0, 1.5), rng.uniform(0.2, 0.6),
-                          rng.uniform(0.02, 0.05) * rng.choice([-1, 1])),
+        "FaceSwap": Blend(
+            rng.uniform(0.8, 1.8),
+            rng.uniform(0.0, 0.3),
+            rng.uniform(1.0, 1.5),
+            rng.uniform(0.2, 0.6),
+            rng.uniform(0.02, 0.05) * rng.choice([-1, 1]),
+        ),
         "NeuralTextures": Blend(rng.uniform(3, 6), 1.0, rng.uniform(1.2, 2.0), 0.0, 0.0),
     }[method]
     return Blend(
@@ -77,12 +84,16 @@ def _checkerboard(size: int, period: int, amplitude: float) -> np.ndarray:
     return (((yy // period + xx // period) % 2) * 2 - 1).astype(np.float32)[..., None] * amplitude
 
 
-def _swapped(target: Identity, source: Identity, ex: Expression, driver: Expression) -> tuple[Identity, Expression]:
+def _swapped(
+    target: Identity, source: Identity, ex: Expression, driver: Expression
+) -> tuple[Identity, Expression]:
     return source, ex
 
 
 def _reenacted(eyes_too: bool):
-    def content(target: Identity, source: Identity, ex: Expression, driver: Expression) -> tuple[Identity, Expression]:
+    def content(
+        target: Identity, source: Identity, ex: Expression, driver: Expression
+    ) -> tuple[Identity, Expression]:
         new = replace(ex, mouth_open=driver.mouth_open)
         if eyes_too:
             new = replace(new, eye_open=driver.eye_open, brow_raise=driver.brow_raise, gaze=driver.gaze)

@@ -95,7 +95,9 @@ def _background(rng: np.random.Generator, side: int) -> np.ndarray:
 def _smooth_path(rng: np.random.Generator, n: int, amplitude: float) -> np.ndarray:
     t = np.arange(n)
     f = rng.uniform(0.02, 0.12)
-    return amplitude * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) + rng.normal(0, amplitude * 0.08, n)
+    return amplitude * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) + rng.normal(
+        0, amplitude * 0.08, n
+    )
 
 
 def sample_expressions(rng: np.random.Generator, n: int) -> list[Expression]:

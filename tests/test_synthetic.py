@@ -1,0 +1,171 @@
+"""The synthetic benchmark: layouts, determinism, exact masks, no shortcuts."""
+
+import csv
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fbifpn.data.synthetic import SIZES, generate
+from fbifpn.data.synthetic.audit import shortcut_aucs
+from fbifpn.data.synthetic.methods import METHODS
+from fbifpn.data.video import frame_count, read_frames
+
+SMOKE = SIZES["smoke"]
+
+
+@pytest.fixture(scope="session")
+def smoke_tree(tmp_path_factory) -> Path:
+    return generate(
+        tmp_path_factory.mktemp("synth") / "smoke", size="smoke", seed=0, workers=1, progress=False
+    )
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Hash of every decoded video and of every index file (videos decode identically even if a
+    container's metadata differed)."""
+    digests = {}
+    for path in sorted(root.rglob("*")):
+        if path.suffix == ".mp4":
+            h = hashlib.sha256()
+            for frame in read_frames(path):
+                h.update(frame.tobytes())
+            digests[str(path.relative_to(root))] = h.hexdigest()
+        elif path.suffix in (".json", ".txt", ".csv") and path.name != "benchmark.json":
+            digests[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def test_ff_layout(smoke_tree):
+    ff = smoke_tree / "synth-ff"
+    ids = [f"{i:03d}" for i in range(SMOKE.ff_ids)]
+    for level in SMOKE.ff_levels:
+        reals = sorted(p.stem for p in (ff / f"original_sequences/youtube/{level}/videos").glob("*.mp4"))
+        assert reals == ids
+        for method in METHODS:
+            fakes = sorted(
+                p.stem for p in (ff / f"manipulated_sequences/{method}/{level}/videos").glob("*.mp4")
+            )
+            assert len(fakes) == SMOKE.ff_ids and all(re.fullmatch(r"\d{3}_\d{3}", f) for f in fakes)
+    splits = {k: json.loads((ff / f"splits/{k}.json").read_text()) for k in ("train", "val", "test")}
+    assert all(splits.values()), "every split holds at least one pair"
+    members = [v for pairs in splits.values() for pair in pairs for v in pair]
+    assert sorted(members) == ids  # every identity in exactly one pair, one split
+    split_of = {v: k for k, pairs in splits.items() for pair in pairs for v in pair}
+    for method in METHODS:
+        for path in (ff / f"manipulated_sequences/{method}/c23/videos").glob("*.mp4"):
+            a, b = path.stem.split("_")
+            assert split_of[a] == split_of[b]  # a fake lives in the split of its pair
+            assert [a, b] in splits[split_of[a]] or [b, a] in splits[split_of[a]]
+            mask = ff / f"manipulated_sequences/{method}/masks/videos/{path.name}"
+            assert frame_count(mask) == frame_count(path) == SMOKE.frames
+
+
+def test_sidecars_give_boxes_and_five_landmarks(smoke_tree):
+    videos = list(smoke_tree.rglob("*.mp4"))
+    videos = [v for v in videos if "/masks/" not in str(v)]
+    assert videos
+    for video in videos:
+        sidecar = json.loads(video.with_suffix(".json").read_text())
+        assert len(sidecar["frames"]) == frame_count(video)
+        for frame in sidecar["frames"]:
+            x0, y0, x1, y1 = frame["box"]
+            assert 0 <= x0 < x1 <= SMOKE.frame and 0 <= y0 < y1 <= SMOKE.frame
+            assert 0.3 <= (y1 - y0) / SMOKE.frame <= 0.7  # the face covers 40-60 % of the frame side
+            lm = np.array(frame["landmarks"])
+            assert lm.shape == (5, 2)
+            assert (lm[:, 0] >= x0).all() and (lm[:, 0] <= x1).all() and (lm[:, 1] >= y0).all()
+            assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]  # left/right eye, left/right mouth corner
+
+
+def test_celebdf_layout_and_test_list(smoke_tree):
+    cdf = smoke_tree / "synth-cdf"
+    reals = sorted(p.name for p in (cdf / "Celeb-real").glob("*.mp4"))
+    assert len(reals) == SMOKE.cdf_celebs * SMOKE.cdf_videos_per_celeb
+    assert len(list((cdf / "YouTube-real").glob("*.mp4"))) == SMOKE.cdf_youtube
+    for fake in (cdf / "Celeb-synthesis").glob("*.mp4"):
+        i, j, k = re.fullmatch(r"id(\d+)_id(\d+)_(\d{4})", fake.stem).groups()
+        assert i != j and (cdf / f"Celeb-real/id{i}_{k}.mp4").is_file()
+    lines = (cdf / "List_of_testing_videos.txt").read_text().split("\n")
+    entries = [line.split(" ", 1) for line in lines if line]
+    assert entries
+    for label, rel in entries:
+        assert (cdf / rel).is_file()
+        assert label == ("0" if rel.startswith("Celeb-synthesis/") else "1")  # Celeb-DF: 1 = real
+
+
+def test_dfdc_layout(smoke_tree):
+    dfdc = smoke_tree / "synth-dfdc"
+    parts = sorted(dfdc.glob("dfdc_train_part_*"))
+    assert len(parts) == SMOKE.dfdc_parts
+    for part in parts:
+        meta = json.loads((part / "metadata.json").read_text())
+        assert sorted(meta) == sorted(p.name for p in part.glob("*.mp4"))
+        for entry in meta.values():
+            if entry["label"] == "FAKE":
+                assert meta[entry["original"]]["label"] == "REAL"
+    with open(dfdc / "test/labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["filename"] for r in rows) == sorted(p.name for p in (dfdc / "test").glob("*.mp4"))
+    assert {r["label"] for r in rows} == {"0", "1"}
+
+
+def test_same_seed_same_frames_whatever_the_workers(smoke_tree, tmp_path):
+    again = generate(tmp_path / "again", size="smoke", seed=0, workers=2, progress=False)
+    assert tree_digest(again) == tree_digest(smoke_tree)
+    other = generate(
+        tmp_path / "other", size="smoke", seed=1, workers=2, progress=False, datasets=("synth-ff",)
+    )
+    a, b = tree_digest(other), tree_digest(smoke_tree)
+    assert (
+        a["synth-ff/original_sequences/youtube/raw/videos/000.mp4"]
+        != b["synth-ff/original_sequences/youtube/raw/videos/000.mp4"]
+    )
+
+
+def test_complete_tree_is_reused(smoke_tree):
+    stamp = (smoke_tree / "benchmark.json").stat().st_mtime_ns
+    assert generate(smoke_tree, size="smoke", seed=0, workers=1, progress=False) == smoke_tree
+    assert (smoke_tree / "benchmark.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_raw_fake_differs_from_its_real_exactly_inside_the_mask(smoke_tree, method):
+    """Lossless level. Tolerance: none outside the mask (the stored 8-bit mask is the one blended
+    with); inside, where the mask exceeds 0.5, at least 90 % of pixels differ (swap methods) or 50 %
+    (re-enactment, whose content is the same person and partly identical)."""
+    ff = smoke_tree / "synth-ff"
+    checked = 0
+    for fake_path in sorted((ff / f"manipulated_sequences/{method}/raw/videos").glob("*.mp4")):
+        target = fake_path.stem.split("_")[0]
+        real = np.stack(read_frames(ff / f"original_sequences/youtube/raw/videos/{target}.mp4")).astype(int)
+        fake = np.stack(read_frames(fake_path)).astype(int)
+        mask = np.stack(read_frames(ff / f"manipulated_sequences/{method}/masks/videos/{fake_path.name}"))[
+            ..., 0
+        ]
+        diff = np.abs(fake - real).max(-1)
+        assert (diff[mask == 0] == 0).all()
+        inside = mask > 127
+        assert inside.any()
+        changed = (diff[inside] > 0).mean()
+        assert changed >= (0.9 if method in ("Deepfakes", "FaceSwap") else 0.5), changed
+        checked += 1
+    assert checked == SMOKE.ff_ids
+
+
+def test_unknown_size_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown size 'huge'"):
+        generate(tmp_path, size="huge")
+
+
+@pytest.mark.slow
+def test_no_global_statistic_separates_real_from_fake():
+    """Demo size, seed 0, synth-ff c23, video level: every shortcut AUC stays below 0.65."""
+    root = generate(size="demo", seed=0, workers=os.cpu_count(), progress=False)
+    aucs = shortcut_aucs(root, "c23")
+    assert set(aucs) == {"brightness", "colour_balance", "bytes_per_frame", "sharpness"}
+    assert all(auc < 0.65 for auc in aucs.values()), aucs
