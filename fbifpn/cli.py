@@ -89,6 +89,71 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_prep_out(root: Path) -> Path | None:
+    """runs/data/<size>-seed<N>/<dataset> -> runs/prep/<dataset>-<size>-seed<N>; None elsewhere."""
+    root = root.resolve()
+    if root.parent.parent.name == "data" and root.name.startswith("synth-"):
+        return root.parent.parent.parent / "prep" / f"{root.name}-{root.parent.name}"
+    return None
+
+
+def cmd_prep(args: argparse.Namespace) -> int:
+    from fbifpn.data import prep as prep_module
+    from fbifpn.data.sources import LAYOUTS
+
+    if args.merge:
+        if args.out is None:
+            raise ValueError("--merge needs --out, the folder holding the shard runs")
+        report = prep_module.write_outputs(args.out, None, "", None)
+        print(
+            f"merged {report['videos']['total']} videos, {report['frames']['crops']} crops into "
+            f"{args.out / 'manifest.csv'}"
+        )
+        return 0
+    if args.layout is None or args.root is None:
+        raise ValueError("prep needs --layout and --root (or --merge --out DIR)")
+    root = args.root
+    if args.layout == "deepfakebench":
+        if args.json is None:
+            raise ValueError("--layout deepfakebench needs --json, the DeepfakeBench index file")
+        entries = LAYOUTS["deepfakebench"].scan(
+            args.json, root, frames=args.frames, compression=args.compression
+        )
+    else:
+        dataset = args.dataset or (root.name if root.name.startswith("synth-") else None)
+        kwargs = {"dataset": dataset} if dataset else {}
+        if args.layout == "ffpp":
+            kwargs["compression"] = args.compression or "c23"
+        if args.layout == "celebdf" and args.train_list:
+            kwargs["train_list"] = args.train_list
+        entries = LAYOUTS[args.layout].scan(root, **kwargs)
+    if args.split:
+        wanted = set(args.split.split(","))
+        entries = [e for e in entries if e.split in wanted]
+    out = args.out or default_prep_out(root)
+    if out is None:
+        raise ValueError("--out is required outside the synthetic benchmark's runs/data folder")
+    options = prep_module.PrepOptions(
+        frames=args.frames,
+        detector=args.detector,
+        size=args.size,
+        scale=args.scale,
+        align=args.align,
+        all_faces=args.all_faces,
+        detect_every=args.detect_every,
+    )
+    report = prep_module.prep(
+        entries, out, options, workers=args.workers, shard=prep_module.parse_shard(args.shard)
+    )
+    v, f = report["videos"], report["frames"]
+    print(
+        f"prep {args.layout} -> {out}: videos {v['done']} done, {v['failed']} failed "
+        f"({v['skipped_already_done']} already done before); frames {f['done']} done, {f['failed']} failed; "
+        f"{f['crops']} crops; {len(report['warnings'])} warnings (see prep_report.json)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fbifpn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -113,6 +178,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="processes (default: all cores); output is unchanged"
     )
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("prep", help="videos -> face crops, masks and manifest.csv (resumable, shardable)")
+    p.add_argument(
+        "--layout", choices=["ffpp", "celebdf", "dfdc", "dfdcp", "deepfakebench"], help="dataset layout"
+    )
+    p.add_argument("--root", type=Path, help="the dataset's root folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default for the synthetic benchmark: runs/prep/<dataset>-<size>-seed<N>/)",
+    )
+    p.add_argument("--json", type=Path, help="DeepfakeBench: the JSON index")
+    p.add_argument(
+        "--train-list", type=Path, help="Celeb-DF: an index of train videos (test videos are dropped)"
+    )
+    p.add_argument(
+        "--dataset", help="dataset name in the manifest (default: the layout's, or synth-* for ours)"
+    )
+    p.add_argument("--split", help="comma-separated splits to keep (default: all)")
+    p.add_argument("--compression", help="FF++ / DeepfakeBench level: raw, c23 (FF++ default) or c40")
+    p.add_argument(
+        "--frames", type=int, default=32, help="frames sampled per video, evenly spaced (default 32)"
+    )
+    p.add_argument(
+        "--detector",
+        default="precomputed",
+        choices=["mtcnn", "haar", "yunet", "precomputed"],
+        help="face detector (default: precomputed, the sidecar JSON next to each video)",
+    )
+    p.add_argument(
+        "--detect-every", type=int, default=1, help="detect on every k-th sampled frame, track between"
+    )
+    p.add_argument("--all-faces", action="store_true", help="keep every face above 0.9, not only the largest")
+    p.add_argument("--size", type=int, default=256, help="crop side in pixels (default 256)")
+    p.add_argument("--scale", type=float, default=1.3, help="crop side / face size (default 1.3)")
+    p.add_argument("--align", action="store_true", help="5-point similarity alignment instead of a box crop")
+    p.add_argument("--shard", help="i/N: process every N-th video starting at i")
+    p.add_argument(
+        "--merge", action="store_true", help="rebuild manifest.csv from every shard's parts in --out"
+    )
+    p.add_argument("--workers", type=int, default=1, help="processes (default 1); the output is unchanged")
+    p.set_defaults(func=cmd_prep)
     return parser
 
 
@@ -122,6 +229,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

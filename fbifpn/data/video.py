@@ -70,27 +70,42 @@ def frame_count(path: Path) -> int:
         cap.release()
 
 
-def read_frames(path: Path, indices: Sequence[int] | None = None) -> list[np.ndarray]:
-    """Decode BGR frames: all of them, or those at `indices` (in increasing order), skipping the
-    others with grab() so that unwanted frames are never converted."""
+def evenly_spaced(n: int, k: int | None) -> list[int]:
+    """k indices spread evenly over n items, first and last included (all of them when k >= n)."""
+    if k is None or k >= n:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, k).round().astype(int).tolist()))
+
+
+def read_sampled(path: Path, indices: Sequence[int]) -> dict[int, np.ndarray]:
+    """Decode the frames at `indices`, skipping the others with grab() so they are never converted.
+    Returns what could be read: a truncated or damaged video yields fewer frames, not an error."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise OSError(f"{path}: cannot open video")
-    wanted = None if indices is None else set(indices)
-    last = None if indices is None else max(indices, default=-1)
-    frames, i = [], 0
+    wanted = set(indices)
+    last = max(wanted, default=-1)
+    frames: dict[int, np.ndarray] = {}
     try:
-        while last is None or i <= last:
-            if wanted is None or i in wanted:
+        for i in range(last + 1):
+            if i in wanted:
                 ok, frame = cap.read()
                 if not ok:
                     break
-                frames.append(frame)
+                frames[i] = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
             elif not cap.grab():
                 break
-            i += 1
     finally:
         cap.release()
-    if wanted is not None and len(frames) < len(wanted):
-        raise OSError(f"{path}: has {i} frames, asked for frame {max(wanted)}")
     return frames
+
+
+def read_frames(path: Path, indices: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Decode BGR frames: all of them, or exactly those at `indices` (an error if any is missing)."""
+    if indices is None:
+        indices = range(frame_count(path))
+    frames = read_sampled(path, indices)
+    missing = sorted(set(indices) - set(frames))
+    if missing:
+        raise OSError(f"{path}: cannot read frame {missing[0]}")
+    return [frames[i] for i in sorted(frames)]

@@ -1,0 +1,86 @@
+"""The manifest: one CSV row per face crop, the hand-off from prep to datasets and metrics.
+
+Paths in it are relative to the manifest's folder (crops that prep wrote) or absolute (crops read in
+place, such as DeepfakeBench's). `load_manifest` resolves both and reads a folder of shard manifests
+as their union.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = [
+    "dataset",
+    "split",
+    "compression",
+    "method",
+    "label",
+    "video_id",
+    "frame_idx",
+    "face_idx",
+    "image",
+    "mask",
+    "landmarks",
+    "has_mask",
+    "box_x0",
+    "box_y0",
+    "box_x1",
+    "box_y1",
+    "crop_x0",
+    "crop_y0",
+    "crop_x1",
+    "crop_y1",
+    "source",
+]
+SORT = ["video_id", "frame_idx", "face_idx"]
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.sort_values(SORT, kind="stable").reset_index(drop=True)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"compression": str, "mask": str, "landmarks": str}, keep_default_na=False)
+
+
+def load_manifest(path: Path) -> pd.DataFrame:
+    """A manifest CSV, or a prep folder (its manifest.csv, else the union of its shard manifests),
+    with `image`, `mask` and `landmarks` made absolute."""
+    path = Path(path)
+    if path.is_dir():
+        files = (
+            [path / "manifest.csv"]
+            if (path / "manifest.csv").is_file()
+            else sorted(path.glob("manifest.shard-*.csv"))
+        )
+        if not files:
+            raise FileNotFoundError(
+                f"{path}: no manifest.csv or manifest.shard-*.csv (run `python -m fbifpn prep`)"
+            )
+        base = path
+    else:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such manifest")
+        files, base = [path], path.parent
+    df = pd.concat([read_csv(f) for f in files], ignore_index=True)
+    for col in ("image", "mask", "landmarks"):
+        df[col] = [str(base / v) if v and not os.path.isabs(v) else v for v in df[col]]
+    df["has_mask"] = df["has_mask"].astype(str).str.lower().isin(["true", "1"])
+    return df.sort_values(SORT, kind="stable").reset_index(drop=True)

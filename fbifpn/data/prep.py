@@ -1,0 +1,355 @@
+"""Preprocessing: videos -> sampled frames -> faces -> crops (+ masks, landmarks) -> manifest.
+
+Each video is one unit of work. Its result (manifest rows, or the reasons it failed) is written
+atomically to `parts/<hash>.json` when it is finished, so a run is idempotent and resumable:
+finished videos are skipped. The manifest and `prep_report.json` are then rebuilt from the parts of
+the run's video list, so an interrupted-then-resumed run gives the same files as an uninterrupted
+one. `--shard i/N` takes every N-th video of the sorted list; shard runs write
+`manifest.shard-i-of-N.csv`, and `--merge` (or `load_manifest` on the folder) gives their union.
+
+Bad input never stops the run: an unreadable video, a frame that will not decode, a frame without a
+face, or a mask video that is missing or has the wrong length is recorded with its reason in the
+report, and the other files go on. Crops are PNG: a lossy re-encode would add a second compression
+on top of the dataset's own (c23/c40), which is exactly what detectors must not learn from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from fbifpn.data.faces import (
+    DetectorUnavailable,
+    Face,
+    Tracker,
+    align_transform,
+    box_transform,
+    make_detector,
+    transform_points,
+    warp_crop,
+)
+from fbifpn.data.manifest import frame, write_csv_atomic
+from fbifpn.data.sources.base import VideoEntry
+from fbifpn.data.video import evenly_spaced, frame_count, read_sampled
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    frames: int = 32  # sampled per video, evenly spaced
+    detector: str = "precomputed"
+    size: int = 256  # crop side
+    scale: float = 1.3  # crop side / face size
+    align: bool = False  # 5-point similarity alignment instead of a box crop
+    all_faces: bool = False  # keep every face above min_score, not only the largest
+    min_score: float = 0.9
+    detect_every: int = 1  # run the detector on every k-th sampled frame; track in between
+
+
+def part_path(out: Path, video_id: str) -> Path:
+    return out / "parts" / f"{hashlib.sha1(video_id.encode()).hexdigest()[:20]}.json"
+
+
+def _write_json_atomic(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _row(entry: VideoEntry, source: str) -> dict:
+    return {
+        "dataset": entry.dataset,
+        "split": entry.split,
+        "compression": entry.compression,
+        "method": entry.method,
+        "label": entry.label,
+        "video_id": entry.video_id,
+        "source": source,
+    }
+
+
+def _keep(faces: list[Face], options: PrepOptions) -> list[Face]:
+    if options.all_faces:
+        return [f for f in faces if f.score >= options.min_score]
+    return [max(faces, key=lambda f: f.area)] if faces else []
+
+
+def _crop_matrix(face: Face, options: PrepOptions) -> np.ndarray:
+    if options.align and face.landmarks is not None:
+        return align_transform(face.landmarks, options.size, options.scale)
+    return box_transform(face.box, options.scale, options.size)
+
+
+def process_video(entry: VideoEntry, out: Path, options: PrepOptions, detector=None) -> dict:
+    """Crop one video's sampled faces; return its part (rows, failures, warnings, counts)."""
+    part = {
+        "video_id": entry.video_id,
+        "status": "failed",
+        "rows": [],
+        "failures": [],
+        "warnings": [],
+        "frames_done": 0,
+        "frames_failed": 0,
+    }
+    path = str(entry.path)
+
+    def fail(reason: str) -> dict:
+        part["failures"].append({"file": path, "reason": reason})
+        return part
+
+    def warn(file: str, reason: str) -> None:
+        part["warnings"].append({"file": file, "reason": reason})
+
+    if entry.frames:  # already cropped (DeepfakeBench): read in place
+        return _index_crops(entry, part)
+    if not entry.path.is_file():
+        return fail("video file not found")
+    if entry.path.stat().st_size == 0:
+        return fail("empty file (0 bytes)")
+    cap = cv2.VideoCapture(path)
+    opened = cap.isOpened()
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if opened else 0
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    if not opened or n <= 0:
+        return fail("cannot decode: corrupt or truncated video (no readable frame count)")
+    if h > w:
+        warn(path, f"vertical video ({w}x{h})")
+    if max(w, h) >= 2160:
+        warn(path, f"4K video ({w}x{h}): faces are detected on a downscaled copy")
+    indices = evenly_spaced(n, options.frames)
+    frames = read_sampled(entry.path, indices)
+    if not frames:
+        return fail("cannot decode any frame: corrupt or truncated video")
+    unread = [i for i in indices if i not in frames]
+    if unread:
+        warn(
+            path,
+            f"{len(unread)} of {len(indices)} sampled frames unreadable (from frame {unread[0]}): truncated?",
+        )
+        part["frames_failed"] += len(unread)
+    first = frames[min(frames)]
+    if np.array_equal(first[..., 0], first[..., 1]) and np.array_equal(first[..., 1], first[..., 2]):
+        warn(path, "grayscale video")
+
+    masks: dict[int, np.ndarray] = {}
+    has_mask = entry.has_mask
+    if entry.mask_path is not None:
+        if not entry.mask_path.is_file():
+            warn(
+                str(entry.mask_path), "mask video missing: this fake is kept without a mask (has_mask false)"
+            )
+            has_mask = False
+        elif (m := frame_count(entry.mask_path)) != n:
+            warn(str(entry.mask_path), f"mask video has {m} frames, its fake {n}: kept without a mask")
+            has_mask = False
+        else:
+            masks = {i: f[..., 0] for i, f in read_sampled(entry.mask_path, list(frames)).items()}
+
+    detector = (detector or make_detector(options.detector)).for_video(entry.path)
+    tracker = Tracker()
+    crops_dir = Path(entry.video_id)
+    faces: list[Face] = []
+    for k, i in enumerate(sorted(frames)):
+        if k % options.detect_every == 0 or not faces:
+            faces = _keep(detector.detect(frames[i], i), options)
+        if not faces:
+            part["frames_failed"] += 1
+            warn(path, f"frame {i}: no face found")
+            continue
+        for face, face_idx in zip(faces, tracker.assign(faces), strict=True):
+            m = _crop_matrix(face, options)
+            name = f"{i:05d}_{face_idx}"
+            image_rel = Path("crops") / crops_dir / f"{name}.png"
+            _imwrite(out / image_rel, warp_crop(frames[i], m, options.size))
+            mask_rel = ""
+            if masks.get(i) is not None:
+                mask_rel = str(Path("masks") / crops_dir / f"{name}.png")
+                _imwrite(out / mask_rel, warp_crop(masks[i], m, options.size))
+            points = face.contour if face.contour is not None else face.landmarks
+            lm_rel = ""
+            if points is not None:
+                lm_rel = str(Path("landmarks") / crops_dir / f"{name}.npy")
+                (out / lm_rel).parent.mkdir(parents=True, exist_ok=True)
+                np.save(out / lm_rel, transform_points(points, m).astype(np.float32))
+            x0, y0, x1, y1 = face.box
+            corners = transform_points(np.array([[x0, y0], [x1, y1]]), m)
+            part["rows"].append(
+                _row(entry, path)
+                | {
+                    "frame_idx": i,
+                    "face_idx": face_idx,
+                    "image": str(image_rel),
+                    "mask": mask_rel,
+                    "landmarks": lm_rel,
+                    "has_mask": bool(has_mask and (entry.label == 0 or mask_rel)),
+                    "box_x0": x0,
+                    "box_y0": y0,
+                    "box_x1": x1,
+                    "box_y1": y1,
+                    "crop_x0": corners[0, 0],
+                    "crop_y0": corners[0, 1],
+                    "crop_x1": corners[1, 0],
+                    "crop_y1": corners[1, 1],
+                }
+            )
+        part["frames_done"] += 1
+    if not part["rows"]:
+        return fail("no face found in any sampled frame")
+    part["status"] = "done"
+    return part
+
+
+def _index_crops(entry: VideoEntry, part: dict) -> dict:
+    for k, (img, mask, lm) in enumerate(zip(entry.frames, entry.masks, entry.landmarks, strict=True)):
+        if not img.is_file():
+            part["frames_failed"] += 1
+            part["warnings"].append({"file": str(img), "reason": "listed crop not found"})
+            continue
+        idx = int(img.stem) if img.stem.isdigit() else k
+        part["rows"].append(
+            _row(entry, str(entry.path))
+            | {
+                "frame_idx": idx,
+                "face_idx": 0,
+                "image": str(img.resolve()),
+                "mask": str(mask.resolve()) if mask else "",
+                "landmarks": str(lm.resolve()) if lm else "",
+                "has_mask": entry.has_mask,
+                **dict.fromkeys(
+                    ["box_x0", "box_y0", "box_x1", "box_y1", "crop_x0", "crop_y0", "crop_x1", "crop_y1"],
+                    float("nan"),
+                ),
+            }
+        )
+        part["frames_done"] += 1
+    if not part["rows"]:
+        part["failures"].append({"file": str(entry.path), "reason": "none of the listed crops exists"})
+        return part
+    part["status"] = "done"
+    return part
+
+
+def _imwrite(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    if not cv2.imwrite(str(tmp), image):
+        raise OSError(f"{path}: cannot write")
+    os.replace(tmp, path)
+
+
+_WORKER: dict = {}
+
+
+def _work(args: tuple[VideoEntry, str, PrepOptions]) -> tuple[str, dict]:
+    entry, out, options = args
+    if "detector" not in _WORKER:  # one detector per process: MTCNN takes a while to build
+        cv2.setNumThreads(1)
+        _WORKER["detector"] = make_detector(options.detector)
+    try:
+        part = process_video(entry, Path(out), options, _WORKER["detector"])
+    except Exception as e:  # noqa: BLE001 - one bad file must not end a batch; the reason is kept
+        part = {
+            "video_id": entry.video_id,
+            "status": "failed",
+            "rows": [],
+            "warnings": [],
+            "frames_done": 0,
+            "frames_failed": 0,
+            "failures": [{"file": str(entry.path), "reason": f"{type(e).__name__}: {e}"}],
+        }
+    _write_json_atomic(part_path(Path(out), entry.video_id), part)
+    return entry.video_id, part
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
+def shard_entries(entries: list[VideoEntry], shard: tuple[int, int] | None) -> list[VideoEntry]:
+    ordered = sorted(entries, key=lambda e: e.video_id)
+    return ordered if shard is None else ordered[shard[0] :: shard[1]]
+
+
+def prep(
+    entries: list[VideoEntry],
+    out: Path,
+    options: PrepOptions = PrepOptions(),  # noqa: B008 - frozen, so a shared default is safe
+    workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Crop every video (skipping finished ones), then write the manifest and the report."""
+    out = Path(out)
+    if options.detector != "precomputed" and not any(e.frames for e in entries):
+        make_detector(options.detector)  # fail at once if the backend is missing, not once per video
+    todo = shard_entries(entries, shard)
+    pending = [e for e in todo if not part_path(out, e.video_id).is_file()]
+    args = [(e, str(out), options) for e in pending]
+    bar = tqdm(
+        total=len(todo), initial=len(todo) - len(pending), desc="prep", unit="video", disable=not progress
+    )
+    if workers <= 1:
+        for a in args:
+            _work(a)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            for _ in pool.map(_work, args, chunksize=1):
+                bar.update()
+    bar.close()
+    suffix = "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
+    return write_outputs(out, [e.video_id for e in todo], suffix, options, skipped=len(todo) - len(pending))
+
+
+def write_outputs(
+    out: Path, video_ids: list[str] | None, suffix: str, options: PrepOptions | None, skipped: int = 0
+) -> dict:
+    """Rebuild `manifest{suffix}.csv` and `prep_report{suffix}.json` from the parts of these videos
+    (all parts in the folder when `video_ids` is None: the merge of shards)."""
+    paths = (
+        [part_path(out, v) for v in video_ids]
+        if video_ids is not None
+        else sorted((out / "parts").glob("*.json"))
+    )
+    parts = [json.loads(p.read_text()) for p in paths if p.is_file()]
+    rows = [r for p in parts for r in p["rows"]]
+    write_csv_atomic(frame(rows), out / f"manifest{suffix}.csv")
+    report = {
+        "videos": {
+            "total": len(parts),
+            "done": sum(p["status"] == "done" for p in parts),
+            "failed": sum(p["status"] == "failed" for p in parts),
+            "skipped_already_done": skipped,
+        },
+        "frames": {
+            "done": sum(p["frames_done"] for p in parts),
+            "failed": sum(p["frames_failed"] for p in parts),
+            "crops": len(rows),
+        },
+        "failures": [f for p in parts for f in p["failures"]],
+        "warnings": [w for p in parts for w in p["warnings"]],
+        "options": asdict(options) if options else None,
+    }
+    _write_json_atomic(out / f"prep_report{suffix}.json", report)
+    return report
+
+
+__all__ = ["DetectorUnavailable", "PrepOptions", "parse_shard", "prep", "process_video", "write_outputs"]

@@ -1,0 +1,46 @@
+"""What every layout adapter returns: a list of videos (or, for DeepfakeBench, of crop sequences)
+with label, split, method and compression, found without decoding anything."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class LayoutError(FileNotFoundError):
+    """The tree does not have the layout its adapter expects; the message names what is missing."""
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    dataset: str
+    split: str  # train | val | test
+    compression: str  # raw | c23 | c40 | "" where the dataset has no levels
+    method: str  # "real" or the manipulation's name
+    label: int  # 0 real, 1 fake
+    video_id: str  # globally unique: dataset/method[/compression]/name
+    path: Path  # the video file (or, for DeepfakeBench, the crop folder)
+    mask_path: Path | None = None  # a mask video the layout promises
+    has_mask: bool = True  # False: a fake whose dataset gives no mask
+    frames: tuple[Path, ...] = field(default=())  # DeepfakeBench: the listed crops
+    masks: tuple[Path | None, ...] = field(default=())
+    landmarks: tuple[Path | None, ...] = field(default=())
+
+
+def require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise LayoutError(f"{what}: expected {path}, which does not exist")
+    return path
+
+
+def video_id(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
+
+
+def carve_val(keys: list[str], fraction: float = 0.1) -> set[str]:
+    """A deterministic validation subset of identity (or part) keys: those whose CRC32 falls in the
+    lowest `fraction`, and at least one key when there are two or more. Stable when keys are added."""
+    ranked = sorted(set(keys), key=lambda k: (zlib.crc32(k.encode()), k))
+    n = max(1 if len(ranked) >= 2 else 0, round(fraction * len(ranked)))
+    return set(ranked[:n])

@@ -1,0 +1,86 @@
+"""Celeb-DF-v2 (Li et al., CVPR 2020).
+
+    <root>/Celeb-real/id0_0000.mp4  <root>/YouTube-real/00000.mp4  <root>/Celeb-synthesis/id0_id1_0000.mp4
+    <root>/List_of_testing_videos.txt   "1 YouTube-real/00170.mp4": 1 = REAL, 0 = FAKE
+
+Test is the list. Train is every other video, and never a listed test video, even when a
+`train_list` (another project's index) names it. Celeb-DF has no validation split: one is carved out
+of train by identity (the target celebrity `idN`, or the YouTube video), about 10 %, deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from fbifpn.data.sources.base import LayoutError, VideoEntry, carve_val, require, video_id
+
+FOLDERS = {"Celeb-real": ("real", 0), "YouTube-real": ("real", 0), "Celeb-synthesis": ("Celeb-synthesis", 1)}
+
+
+def _identity(rel: str) -> str:
+    name = Path(rel).stem
+    m = re.match(r"(id\d+)_", name)
+    return m.group(1) if m else f"youtube-{name}"
+
+
+def read_test_list(path: Path) -> dict[str, int]:
+    """Relative path -> label in our convention (1 = fake), from Celeb-DF's 1 = real list."""
+    tests = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        flag, _, rel = line.strip().partition(" ")
+        if flag not in ("0", "1") or not rel:
+            raise LayoutError(f"{path}:{n}: expected '<1 real | 0 fake> <folder>/<video>.mp4', got {line!r}")
+        tests[rel.strip()] = 1 - int(flag)
+    return tests
+
+
+def scan(root: Path, dataset: str = "Celeb-DF-v2", train_list: Path | None = None) -> list[VideoEntry]:
+    root = Path(root)
+    require(root, "Celeb-DF-v2 root")
+    tests = read_test_list(require(root / "List_of_testing_videos.txt", "Celeb-DF-v2 test list"))
+    videos: dict[str, int] = {}
+    for folder, (_, label) in FOLDERS.items():
+        for p in sorted(require(root / folder, f"Celeb-DF-v2 {folder} folder").glob("*.mp4")):
+            videos[f"{folder}/{p.name}"] = label
+    missing = [rel for rel in tests if rel not in videos]
+    if missing:
+        raise LayoutError(f"Celeb-DF-v2 test list names {root / missing[0]}, which does not exist")
+    train = [rel for rel in videos if rel not in tests]
+    if train_list is not None:
+        listed = _read_list(Path(train_list))
+        train = [rel for rel in train if rel in listed]  # listed test videos are dropped: no leak
+    val_ids = carve_val([_identity(rel) for rel in train])
+    splits = {rel: ("val" if _identity(rel) in val_ids else "train") for rel in train} | dict.fromkeys(
+        tests, "test"
+    )
+    entries = []
+    for rel, split in splits.items():
+        folder = rel.split("/")[0]
+        method, label = FOLDERS[folder]
+        entries.append(
+            VideoEntry(
+                dataset,
+                split,
+                "",
+                method,
+                label,
+                video_id(dataset, folder, Path(rel).stem),
+                root / rel,
+                has_mask=label == 0,
+            )
+        )
+    return sorted(entries, key=lambda e: e.video_id)
+
+
+def _read_list(path: Path) -> set[str]:
+    """A train index as a JSON list of relative paths or a text file of one path per line."""
+    text = require(path, "Celeb-DF-v2 train list").read_text()
+    try:
+        items = json.loads(text)
+    except ValueError:
+        items = [line.split()[-1] for line in text.splitlines() if line.strip()]
+    return {str(i).replace("\\", "/") for i in items}

@@ -1,0 +1,73 @@
+"""DFDC, the full Deepfake Detection Challenge dataset (Dolhansky et al., 2020).
+
+    <root>/dfdc_train_part_{0..49}/metadata.json  {"abc.mp4": {"label": "FAKE"|"REAL", "split": "train", "original": "xyz.mp4"}}
+    <root>/test/labels.csv                         filename,label (1 = fake)   <root>/test/*.mp4
+
+DFDC has no validation split: the last ~10 % of training parts (at least one, when there are two or
+more) are held out as val, so identities filmed within a part do not straddle train and val.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+from fbifpn.data.sources.base import LayoutError, VideoEntry, require, video_id
+
+
+def scan(root: Path, dataset: str = "DFDC") -> list[VideoEntry]:
+    root = Path(root)
+    require(root, "DFDC root")
+    parts = sorted(root.glob("dfdc_train_part_*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+    if not parts:
+        raise LayoutError(
+            f"DFDC training parts: expected {root}/dfdc_train_part_0/metadata.json, found no part"
+        )
+    n_val = max(1, round(0.1 * len(parts))) if len(parts) >= 2 else 0
+    val_parts = {p.name for p in parts[len(parts) - n_val :]}
+    entries = []
+    for part in parts:
+        meta_path = require(part / "metadata.json", "DFDC part metadata")
+        meta = json.loads(meta_path.read_text())
+        for name, info in sorted(meta.items()):
+            label = {"REAL": 0, "FAKE": 1}.get(str(info.get("label", "")).upper())
+            if label is None:
+                raise LayoutError(
+                    f"{meta_path}: {name} has label {info.get('label')!r}, expected REAL or FAKE"
+                )
+            split = "val" if part.name in val_parts else "train"
+            method = "real" if label == 0 else "DFDC"
+            entries.append(
+                VideoEntry(
+                    dataset,
+                    split,
+                    "",
+                    method,
+                    label,
+                    video_id(dataset, part.name, Path(name).stem),
+                    part / name,
+                    has_mask=label == 0,
+                )
+            )
+    labels_path = require(root / "test" / "labels.csv", "DFDC test labels")
+    with open(labels_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"filename", "label"} <= set(rows[0]):
+        raise LayoutError(f"{labels_path}: expected the columns filename,label")
+    for row in rows:
+        label = int(float(row["label"]) >= 0.5)
+        entries.append(
+            VideoEntry(
+                dataset,
+                "test",
+                "",
+                "real" if label == 0 else "DFDC",
+                label,
+                video_id(dataset, "test", Path(row["filename"]).stem),
+                root / "test" / row["filename"],
+                has_mask=label == 0,
+            )
+        )
+    return entries
