@@ -3,6 +3,10 @@ import os
 # Set before timm is imported anywhere: no test may wait on the model hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -29,3 +33,31 @@ def random_batch(size: int, batch: int = 4, has_mask: list[bool] | None = None) 
         "mask": mask,
         "has_mask": torch.tensor(has_mask if has_mask is not None else [True] * batch),
     }
+
+
+@pytest.fixture(scope="session")
+def smoke_tree(tmp_path_factory) -> Path:
+    """The smoke-size synthetic benchmark, generated once per test session."""
+    from fbifpn.data.synthetic import generate
+
+    return generate(
+        tmp_path_factory.mktemp("synth") / "smoke", size="smoke", seed=0, workers=1, progress=False
+    )
+
+
+def write_cv_video(path: Path, frames: list[np.ndarray], fourcc: str = "mp4v") -> Path:
+    """Write frames with OpenCV (mp4v by default; FFV1 for lossless masks)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    colour = frames[0].ndim == 3
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25, (w, h), colour)
+    assert writer.isOpened(), path
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def noise_frames(n: int = 3, size: int = 32, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(n)]

@@ -103,8 +103,8 @@ class HaarDetector(Detector):
 
     def detect(self, frame: np.ndarray, frame_idx: int) -> list[Face]:
         small, s = _scaled(frame, self.max_side)
-        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
-        found = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        found = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=6, minSize=(24, 24))
         return [Face((x / s, y / s, (x + w) / s, (y + h) / s)) for x, y, w, h in found]
 
 
@@ -150,7 +150,7 @@ class YuNetDetector(Detector):
 
     def detect(self, frame: np.ndarray, frame_idx: int) -> list[Face]:
         small, s = _scaled(frame, self.max_side)
-        confs, boxes, points = self.yuface.detect(small, conf_thresh=0.5)
+        confs, boxes, points = self.yuface.detect(small, conf=0.5)
         faces = []
         for conf, (x, y, w, h), pts in zip(confs, boxes, points, strict=True):
             lm = np.asarray(pts, np.float32).reshape(5, 2) / s

@@ -137,8 +137,8 @@ def process_video(entry: VideoEntry, out: Path, options: PrepOptions, detector=N
             f"{len(unread)} of {len(indices)} sampled frames unreadable (from frame {unread[0]}): truncated?",
         )
         part["frames_failed"] += len(unread)
-    first = frames[min(frames)]
-    if np.array_equal(first[..., 0], first[..., 1]) and np.array_equal(first[..., 1], first[..., 2]):
+    chroma = cv2.cvtColor(frames[min(frames)], cv2.COLOR_BGR2YCrCb)[..., 1:].astype(np.float32) - 128
+    if np.abs(chroma).mean() < 3:  # lossy codecs leave a grey video's chroma near, not exactly at, neutral
         warn(path, "grayscale video")
 
     masks: dict[int, np.ndarray] = {}

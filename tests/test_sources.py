@@ -1,0 +1,188 @@
+"""Layout adapters on mini trees written in each real layout."""
+
+import json
+
+import pytest
+from conftest import noise_frames, write_cv_video
+
+from fbifpn.data.sources import LayoutError, celebdf, deepfakebench, dfdc, dfdcp, ffpp
+
+
+def _touch_video(path):
+    return write_cv_video(path, noise_frames(2, 16))
+
+
+@pytest.fixture
+def ff_tree(tmp_path):
+    root = tmp_path / "ff"
+    ids = [f"{i:03d}" for i in range(6)]
+    pairs = {"train": [["000", "001"]], "val": [["002", "003"]], "test": [["004", "005"]]}
+    for split, ps in pairs.items():
+        (root / "splits").mkdir(parents=True, exist_ok=True)
+        (root / f"splits/{split}.json").write_text(json.dumps(ps))
+    for i in ids:
+        _touch_video(root / f"original_sequences/youtube/c23/videos/{i}.mp4")
+    for ps in pairs.values():
+        for a, b in ps:
+            for name in (f"{a}_{b}", f"{b}_{a}"):
+                _touch_video(root / f"manipulated_sequences/Deepfakes/c23/videos/{name}.mp4")
+                _touch_video(root / f"manipulated_sequences/Deepfakes/masks/videos/{name}.mp4")
+                _touch_video(root / f"manipulated_sequences/FaceShifter/c23/videos/{name}.mp4")
+    return root
+
+
+def test_ffpp_scan(ff_tree):
+    entries = ffpp.scan(ff_tree, compression="c23")
+    assert len(entries) == 6 + 6 + 6
+    by_id = {e.video_id: e for e in entries}
+    assert len(by_id) == len(entries)  # globally unique ids
+    assert by_id["FF++/real/c23/000"].split == "train" and by_id["FF++/real/c23/000"].label == 0
+    df = by_id["FF++/Deepfakes/c23/003_002"]
+    assert (df.split, df.label, df.method, df.compression, df.has_mask) == (
+        "val",
+        1,
+        "Deepfakes",
+        "c23",
+        True,
+    )
+    assert df.mask_path == ff_tree / "manipulated_sequences/Deepfakes/masks/videos/003_002.mp4"
+    fsh = by_id["FF++/FaceShifter/c23/005_004"]
+    assert (
+        fsh.split == "test" and not fsh.has_mask and fsh.mask_path is None
+    )  # no ground truth, not "no fake"
+    assert {e.split for e in entries} == {"train", "val", "test"}
+
+
+def test_ffpp_broken_trees_name_what_is_missing(ff_tree):
+    with pytest.raises(LayoutError, match=r"original_sequences/youtube/c40/videos"):
+        ffpp.scan(ff_tree, compression="c40")
+    (ff_tree / "splits/val.json").unlink()
+    with pytest.raises(LayoutError, match=r"splits/val\.json"):
+        ffpp.scan(ff_tree)
+    with pytest.raises(LayoutError, match="nowhere"):
+        ffpp.scan(ff_tree / "nowhere")
+
+
+@pytest.fixture
+def cdf_tree(tmp_path):
+    root = tmp_path / "cdf"
+    for i in range(12):
+        _touch_video(root / f"Celeb-real/id{i}_0000.mp4")
+        _touch_video(root / f"Celeb-synthesis/id{i}_id{(i + 1) % 12}_0000.mp4")
+    for y in range(3):
+        _touch_video(root / f"YouTube-real/{y:05d}.mp4")
+    tests = ["1 Celeb-real/id0_0000.mp4", "0 Celeb-synthesis/id0_id1_0000.mp4", "1 YouTube-real/00000.mp4"]
+    (root / "List_of_testing_videos.txt").write_text("\n".join(tests) + "\n")
+    return root
+
+
+def test_celebdf_scan(cdf_tree):
+    entries = celebdf.scan(cdf_tree)
+    assert len(entries) == 12 + 12 + 3
+    test = {str(e.path.relative_to(cdf_tree)): e.label for e in entries if e.split == "test"}
+    assert test == {
+        "Celeb-real/id0_0000.mp4": 0,
+        "Celeb-synthesis/id0_id1_0000.mp4": 1,
+        "YouTube-real/00000.mp4": 0,
+    }
+    val = [e for e in entries if e.split == "val"]
+    assert val, "a validation split is carved out of train"
+    val_ids = {e.path.name.split("_")[0] for e in val}
+    train_ids = {e.path.name.split("_")[0] for e in entries if e.split == "train"}
+    assert not val_ids & train_ids  # by identity: no celebrity in both
+    assert celebdf.scan(cdf_tree) == entries  # deterministic
+
+
+def test_celebdf_train_index_cannot_leak_test_videos(cdf_tree, tmp_path):
+    everything = [str(p.relative_to(cdf_tree)) for p in cdf_tree.rglob("*.mp4")]
+    index = tmp_path / "train.json"
+    index.write_text(json.dumps(everything))  # a peer's index that puts all videos in train
+    entries = celebdf.scan(cdf_tree, train_list=index)
+    trainish = {e.path for e in entries if e.split in ("train", "val")}
+    tests = {e.path for e in entries if e.split == "test"}
+    assert len(tests) == 3 and not trainish & tests
+
+
+def test_celebdf_broken_list(cdf_tree):
+    (cdf_tree / "List_of_testing_videos.txt").write_text("1 Celeb-real/id99_0000.mp4\n")
+    with pytest.raises(LayoutError, match="id99_0000"):
+        celebdf.scan(cdf_tree)
+
+
+def test_dfdc_scan(tmp_path):
+    root = tmp_path / "dfdc"
+    for part in range(3):
+        meta = {
+            f"r{part}.mp4": {"label": "REAL", "split": "train"},
+            f"f{part}.mp4": {"label": "FAKE", "split": "train", "original": f"r{part}.mp4"},
+        }
+        (root / f"dfdc_train_part_{part}").mkdir(parents=True)
+        (root / f"dfdc_train_part_{part}/metadata.json").write_text(json.dumps(meta))
+    (root / "test").mkdir()
+    (root / "test/labels.csv").write_text("filename,label\na.mp4,0\nb.mp4,1\n")
+    entries = dfdc.scan(root)
+    assert len(entries) == 8
+    splits = {e.video_id: (e.split, e.label) for e in entries}
+    assert splits["DFDC/dfdc_train_part_2/f2"] == ("val", 1)  # the last part is held out
+    assert splits["DFDC/dfdc_train_part_0/r0"] == ("train", 0)
+    assert splits["DFDC/test/b"] == ("test", 1)
+    (root / "dfdc_train_part_1/metadata.json").unlink()
+    with pytest.raises(LayoutError, match=r"dfdc_train_part_1/metadata\.json"):
+        dfdc.scan(root)
+
+
+def test_dfdcp_scan(tmp_path):
+    root = tmp_path / "dfdcp"
+    root.mkdir()
+    index = {}
+    for ident in range(20):
+        index[f"original_videos/{ident}/{ident}_A/x.mp4"] = {"label": "real", "set": "train"}
+        index[f"method_A/{ident}/{ident}_A_001/y.mp4"] = {
+            "label": "fake",
+            "set": "train" if ident < 15 else "test",
+        }
+    (root / "dataset.json").write_text(json.dumps(index))
+    entries = dfdcp.scan(root)
+    assert len(entries) == 40 and {e.split for e in entries} == {"train", "val", "test"}
+    fakes = [e for e in entries if e.label == 1]
+    assert {e.method for e in fakes} == {"method_A"}
+    by_identity = {}
+    for e in entries:
+        if e.split != "test":
+            by_identity.setdefault(e.path.parts[-3], set()).add(e.split)
+    assert all(len(s) == 1 for s in by_identity.values())  # an identity is in train or val, not both
+    (root / "dataset.json").write_text(json.dumps({"a.mp4": {"label": "maybe", "set": "train"}}))
+    with pytest.raises(LayoutError, match="maybe"):
+        dfdcp.scan(root)
+
+
+def test_deepfakebench_ids_masks_and_even_spacing(tmp_path):
+    root = tmp_path / "dfb"
+    index = {"FaceForensics++": {}}
+    for label in ("FF-real", "FF-DF", "FF-F2F", "FF-FS", "FF-NT"):
+        video = "000" if label == "FF-real" else "000_003"
+        folder = f"FaceForensics++/{label}/frames/{video}"
+        frames = []
+        for i in range(10):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            (root / folder / f"{i:03d}.png").write_bytes(b"png")
+            frames.append(f"{folder}/{i:03d}.png".replace("/", "\\"))  # Windows separators
+        if label == "FF-DF":  # masks exist for this method only
+            (root / folder.replace("frames", "masks")).mkdir(parents=True)
+            for i in range(10):
+                (root / folder.replace("frames", "masks") / f"{i:03d}.png").write_bytes(b"png")
+        index["FaceForensics++"][label] = {"train": {"c23": {video: {"label": label, "frames": frames}}}}
+    json_path = tmp_path / "FaceForensics++.json"
+    json_path.write_text(json.dumps(index))
+    entries = deepfakebench.scan(json_path, root, frames=4)
+    fakes = [e for e in entries if e.label == 1]
+    assert len({e.video_id for e in fakes}) == 4  # 000_003 of four methods stays four videos
+    assert all(len(e.frames) == 4 for e in entries)
+    assert [p.name for p in fakes[0].frames] == ["000.png", "003.png", "006.png", "009.png"]  # evenly spaced
+    by_method = {e.method: e for e in entries}
+    assert by_method["FF-DF"].has_mask and all(m is not None for m in by_method["FF-DF"].masks)
+    assert not by_method["FF-NT"].has_mask  # a fake without a mask file has no ground truth
+    assert by_method["real"].has_mask and by_method["real"].label == 0  # a real: all-zero mask
+    assert by_method["real"].compression == "c23"
+    with pytest.raises(LayoutError, match="no video"):
+        deepfakebench.scan(json_path, root, frames=4, compression="c40")
