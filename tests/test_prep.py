@@ -144,9 +144,10 @@ def test_shards_union_equals_the_whole_run(smoke_tree, tmp_path):
         prep(entries, tmp_path / "sharded", OPTS, shard=(i, 3), progress=False)
     shards = load_manifest(tmp_path / "sharded")  # the union of manifest.shard-*.csv
     whole = load_manifest(tmp_path / "whole")
-    strip = lambda df, base: df.assign(
-        **{c: df[c].str.replace(str(base), "") for c in ("image", "mask", "landmarks")}
-    )  # noqa: E731
+
+    def strip(df, base):
+        return df.assign(**{c: df[c].str.replace(str(base), "") for c in ("image", "mask", "landmarks")})  # noqa: E731
+
     pd.testing.assert_frame_equal(strip(shards, tmp_path / "sharded"), strip(whole, tmp_path / "whole"))
     assert main(["prep", "--merge", "--out", str(tmp_path / "sharded")]) == 0
     assert len(pd.read_csv(tmp_path / "sharded/manifest.csv")) == len(whole)
