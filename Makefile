@@ -22,14 +22,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job on the embedded default. Until the training and notebook issues land, that is the
-# synthetic benchmark (cached in runs/data/demo-seed0/), the model's cost table and an overfit check.
+# synthetic benchmark (cached in runs/data/demo-seed0/), its face crops and manifests (runs/prep/),
+# the model's cost table and an overfit check.
+DATA := runs/data/demo-seed0
+WORKERS ?= $(shell nproc)
 demo: venv
-	$(PY) -m fbifpn synth --size demo
+	$(PY) -m fbifpn synth --size demo --workers $(WORKERS)
+	$(PY) -m fbifpn prep --layout ffpp --root $(DATA)/synth-ff --workers $(WORKERS)
+	$(PY) -m fbifpn prep --layout celebdf --root $(DATA)/synth-cdf --workers $(WORKERS)
+	$(PY) -m fbifpn prep --layout dfdc --root $(DATA)/synth-dfdc --workers $(WORKERS)
 	$(PY) -m fbifpn info --profile $(PROFILE)
 	$(PY) -m fbifpn overfit --profile $(PROFILE)
 
 bench: venv
 	$(PY) benchmarks/sbi_rate.py
+	$(PY) benchmarks/prep_rate.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

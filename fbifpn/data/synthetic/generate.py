@@ -27,13 +27,13 @@ from fbifpn.data.synthetic.scenes import Domain, film, sample_expressions, sampl
 from fbifpn.data.video import write_video
 from fbifpn.paths import runs_dir
 
-VERSION = 1
+VERSION = 2
 DATASETS = ("synth-ff", "synth-cdf", "synth-dfdc")
 MARKER = "benchmark.json"
 
 # The three domains differ in who is filmed, how, and how carefully fakes are blended.
 DOMAINS = {
-    "synth-ff": Domain("synth-ff", (1, 1, 1, 1, 1, 1, 1), (0.2, 0.6), 0.03, (0.8, 4.0), (0.0, 1.4)),
+    "synth-ff": Domain("synth-ff", (1, 1, 1, 1, 1, 1, 1), (0.2, 0.6), 0.03, (0.6, 3.0), (0.0, 1.4)),
     "synth-cdf": Domain(
         "synth-cdf",
         (3, 3, 2, 1, 0.5, 0.3, 0.2),
@@ -72,7 +72,7 @@ class Size:
 
 SIZES = {
     "smoke": Size(128, 6, 6, ("raw", "c23", "c40"), 2, 1, 1, 1, 2, 1),
-    "demo": Size(256, 16, 32, ("raw", "c23", "c40"), 8, 2, 6, 2, 6, 6),
+    "demo": Size(256, 12, 48, ("raw", "c23", "c40"), 8, 2, 6, 2, 6, 6),
     "paper": Size(256, 48, 1000, ("raw", "c23", "c40"), 59, 6, 300, 10, 60, 250),
 }
 

@@ -36,6 +36,7 @@ class Blend:
     low_res: float  # downscale factor of the generated face (1: none)
     jitter: float  # per-frame placement jitter, frame pixels
     scale_error: float  # relative size error of the pasted face
+    tone: float = 0.0  # colour offset of re-rendered content (a renderer never matches the camera)
 
 
 def sample_blend(rng: np.random.Generator, method: str, quality: float = 0.0) -> Blend:
@@ -45,7 +46,9 @@ def sample_blend(rng: np.random.Generator, method: str, quality: float = 0.0) ->
         "Deepfakes": Blend(
             rng.uniform(4, 8), rng.uniform(0.3, 0.7), rng.uniform(2.0, 3.5), rng.uniform(0.3, 0.9), 0.0
         ),
-        "Face2Face": Blend(rng.uniform(3, 6), 1.0, rng.uniform(1.0, 1.6), rng.uniform(0.0, 0.4), 0.0),
+        "Face2Face": Blend(
+            rng.uniform(3, 6), 1.0, rng.uniform(2.0, 3.0), rng.uniform(0.0, 0.4), 0.0, rng.uniform(4, 9)
+        ),
         "FaceSwap": Blend(
             rng.uniform(0.8, 1.8),
             rng.uniform(0.0, 0.3),
@@ -53,7 +56,7 @@ def sample_blend(rng: np.random.Generator, method: str, quality: float = 0.0) ->
             rng.uniform(0.2, 0.6),
             rng.uniform(0.02, 0.05) * rng.choice([-1, 1]),
         ),
-        "NeuralTextures": Blend(rng.uniform(3, 6), 1.0, rng.uniform(1.2, 2.0), 0.0, 0.0),
+        "NeuralTextures": Blend(rng.uniform(3, 6), 1.0, rng.uniform(1.5, 2.5), 0.0, 0.0, rng.uniform(3, 7)),
     }[method]
     return Blend(
         feather=base.feather * (1 + q),
@@ -61,6 +64,7 @@ def sample_blend(rng: np.random.Generator, method: str, quality: float = 0.0) ->
         low_res=1 + (base.low_res - 1) * (1 - 0.7 * q),
         jitter=base.jitter * (1 - q),
         scale_error=base.scale_error * (1 - q),
+        tone=base.tone * (1 - q),
     )
 
 
@@ -125,7 +129,9 @@ def manipulate(
     """Fake frames (BGR uint8) and their exact masks (uint8, 255 = fully replaced)."""
     make_content, region = CONTENT[method]
     fakes, masks = [], []
-    texture = _checkerboard(scene.size, int(rng.integers(2, 4)), rng.uniform(1.5, 3.5))
+    texture = _checkerboard(scene.size, int(rng.integers(2, 4)), rng.uniform(4, 8))
+    tone = rng.normal(0, 1, 3).astype(np.float32)
+    tone *= blend.tone / (np.linalg.norm(tone) + 1e-6)
     for t, (ex, pose) in enumerate(zip(scene.expressions, scene.poses, strict=True)):
         identity, expression = make_content(target, source, ex, driver[t])
         # The mask follows the target's face (where the paste lands), drawn for the pasted
@@ -145,9 +151,9 @@ def manipulate(
         m = np.clip(warp(soft, pose_matrix(pose), scene.size), 0, 1)
         m = np.round(m * 255) / 255  # the written mask is exact: blend with what is stored
         r = real[t].astype(np.float32)
-        generated = _match_colour(generated, r, m, blend.colour_fix)
+        generated = _match_colour(generated, r, m, blend.colour_fix) + tone
         if method == "NeuralTextures":
-            generated = cv2.GaussianBlur(generated, (0, 0), 1.1) + texture
+            generated = cv2.GaussianBlur(generated, (0, 0), 1.5) + texture
         fake = r * (1 - m[..., None]) + generated * m[..., None]
         fakes.append(np.clip(np.round(fake), 0, 255).astype(np.uint8))
         masks.append(np.round(m * 255).astype(np.uint8))

@@ -1,0 +1,186 @@
+"""FrameDataset: face crops from a manifest as the batch dict of design.md.
+
+Each video contributes K frames per epoch, evenly spaced with an offset drawn anew every epoch, so a
+long training run sees every part of every video. Every random choice (the offset, the SBI fake,
+each augmentation) is drawn from `(seed, epoch, index)`: a resumed run, or a different number of
+DataLoader workers, sees exactly the same samples. Augmentations move image and mask together.
+
+`fakes` (config `train.fakes`) picks what the fakes are: `dataset` (the manifest's own), `sbi`
+(self-blended versions of the real crops, each next to its real), or `both`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from fbifpn.data.manifest import load_manifest
+from fbifpn.data.sbi import self_blend
+from fbifpn.data.video import evenly_spaced
+
+
+def slot_positions(n: int, k: int, offset: float | None = None) -> list[int]:
+    """Which of n crops fill k slots: evenly spaced (first and last included), or, with an offset in
+    [0, 1), the k strata of the video each entered `offset` of the way in. Short videos repeat."""
+    if k >= n:
+        return [i % n for i in range(k)]
+    if offset is None:
+        return evenly_spaced(n, k)
+    return [min(n - 1, int((j + offset) * n / k)) for j in range(k)]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentations; each applies with its probability to image and mask alike."""
+
+    flip: float = 0.5
+    crop_jitter: float = 0.1  # crop up to this fraction away, then resize back
+    colour: float = 0.1  # brightness / contrast / saturation jitter amplitude
+    jpeg: float = 0.3  # probability of a JPEG round trip
+    jpeg_quality: tuple[int, int] = (60, 100)
+
+
+@dataclass(frozen=True)
+class Item:
+    video: int  # index into the dataset's video list
+    slot: int  # which of the K frames
+    sbi: bool  # a self-blended fake made from this real crop
+
+
+class FrameDataset(torch.utils.data.Dataset):
+    def __init__(
+        self,
+        manifest: pd.DataFrame | Path | str,
+        image_size: int,
+        mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+        std: tuple[float, ...] = (0.229, 0.224, 0.225),
+        split: str | None = None,
+        frames_per_video: int = 8,
+        train: bool = False,
+        fakes: str = "dataset",
+        seed: int = 0,
+        augment: Augment | None = None,
+    ):
+        df = manifest if isinstance(manifest, pd.DataFrame) else load_manifest(Path(manifest))
+        if split is not None:
+            df = df[df["split"] == split]
+        if fakes not in ("dataset", "sbi", "both"):
+            raise ValueError(f"train.fakes: {fakes!r} is not one of dataset, sbi, both")
+        if fakes == "sbi":
+            df = df[df["label"] == 0]
+        if df.empty:
+            raise ValueError(f"the manifest has no rows for split {split!r} with fakes={fakes!r}")
+        self.videos = [g.reset_index(drop=True) for _, g in df.groupby("video_id", sort=True)]
+        self.image_size = image_size
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.k = frames_per_video
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.augment = augment if augment is not None else (Augment() if train else None)
+        sbi_too = fakes in ("sbi", "both")
+        self.items = [
+            Item(v, k, sbi)
+            for v, rows in enumerate(self.videos)
+            for k in range(self.k)
+            for sbi in ((False, True) if sbi_too and rows["label"].iloc[0] == 0 else (False,))
+        ]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Frames are resampled per epoch: call before each epoch (the DataLoader's sampler does too)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def frame_row(self, item: Item) -> pd.Series:
+        """K evenly spaced crops of the video; in training, shifted by an offset drawn per epoch."""
+        rows = self.videos[item.video]
+        offset = np.random.default_rng([self.seed, self.epoch, item.video]).uniform() if self.train else None
+        return rows.iloc[slot_positions(len(rows), self.k, offset)[item.slot]]
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        row = self.frame_row(item)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image = cv2.imread(row["image"], cv2.IMREAD_COLOR)
+        if image is None:
+            raise OSError(f"{row['image']}: cannot read the crop (listed in the manifest)")
+        mask = np.zeros(image.shape[:2], np.float32)
+        if row["mask"]:
+            loaded = cv2.imread(row["mask"], cv2.IMREAD_GRAYSCALE)
+            if loaded is None:
+                raise OSError(f"{row['mask']}: cannot read the mask (listed in the manifest)")
+            mask = loaded.astype(np.float32) / 255
+        label, has_mask, method = float(row["label"]), bool(row["has_mask"]), row["method"]
+        if item.sbi:
+            image, mask = self_blend(image, rng, landmarks=self._hull(row), box=self._box(row, image.shape))
+            label, has_mask, method = 1.0, True, "SBI"
+        if self.augment is not None:
+            image, mask = self._augment(image, mask, rng)
+        size = (self.image_size, self.image_size)
+        if image.shape[:2] != size:
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+        rgb = (rgb - self.mean) / self.std
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
+            "label": torch.tensor(label, dtype=torch.float32),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
+            "has_mask": torch.tensor(has_mask),
+            "video_id": row["video_id"],
+            "frame_idx": int(row["frame_idx"]),
+            "face_idx": int(row["face_idx"]),
+            "dataset": row["dataset"],
+            "method": method,
+        }
+
+    @staticmethod
+    def _hull(row: pd.Series) -> np.ndarray | None:
+        """The face contour when prep stored one (8+ points); 5 landmarks only span the inner face."""
+        if not row["landmarks"]:
+            return None
+        points = np.load(row["landmarks"])
+        return points if len(points) >= 8 else None
+
+    @staticmethod
+    def _box(row: pd.Series, shape: tuple[int, ...]) -> tuple[float, ...]:
+        box = tuple(float(row[c]) for c in ("crop_x0", "crop_y0", "crop_x1", "crop_y1"))
+        if any(np.isnan(box)):  # crops read in place (DeepfakeBench): the face fills the crop
+            h, w = shape[:2]
+            return (0.15 * w, 0.1 * h, 0.85 * w, 0.95 * h)
+        return box
+
+    def _augment(
+        self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        a = self.augment
+        h, w = mask.shape
+        if rng.uniform() < a.flip:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        if a.crop_jitter > 0:
+            s = 1 - rng.uniform(0, a.crop_jitter)
+            ch, cw = round(h * s), round(w * s)
+            y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            image = cv2.resize(image[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+        if a.colour > 0:
+            out = image.astype(np.float32)
+            out = (out - out.mean()) * (1 + rng.uniform(-a.colour, a.colour)) + out.mean()  # contrast
+            out *= 1 + rng.uniform(-a.colour, a.colour)  # brightness
+            grey = out.mean(axis=2, keepdims=True)
+            out = grey + (out - grey) * (1 + rng.uniform(-a.colour, a.colour))  # saturation
+            image = np.clip(out, 0, 255).astype(np.uint8)
+        if rng.uniform() < a.jpeg:
+            quality = int(rng.integers(a.jpeg_quality[0], a.jpeg_quality[1] + 1))
+            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if ok:
+                image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
