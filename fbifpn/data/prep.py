@@ -247,16 +247,15 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-_WORKER: dict = {}
+_DETECTORS: dict = {}  # one detector per process and backend: MTCNN takes a while to build
 
 
 def _work(args: tuple[VideoEntry, str, PrepOptions]) -> tuple[str, dict]:
     entry, out, options = args
-    if "detector" not in _WORKER:  # one detector per process: MTCNN takes a while to build
-        cv2.setNumThreads(1)
-        _WORKER["detector"] = make_detector(options.detector)
+    if options.detector not in _DETECTORS:
+        _DETECTORS[options.detector] = make_detector(options.detector)
     try:
-        part = process_video(entry, Path(out), options, _WORKER["detector"])
+        part = process_video(entry, Path(out), options, _DETECTORS[options.detector])
     except Exception as e:  # noqa: BLE001 - one bad file must not end a batch; the reason is kept
         part = {
             "video_id": entry.video_id,
@@ -311,7 +310,9 @@ def prep(
             _work(a)
             bar.update()
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=get_context("fork"), initializer=cv2.setNumThreads, initargs=(1,)
+        ) as pool:
             for _ in pool.map(_work, args, chunksize=1):
                 bar.update()
     bar.close()
