@@ -89,16 +89,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_prep_out(root: Path) -> Path | None:
-    """runs/data/<size>-seed<N>/<dataset> -> runs/prep/<dataset>-<size>-seed<N>; None elsewhere."""
-    root = root.resolve()
-    if root.parent.parent.name == "data" and root.name.startswith("synth-"):
-        return root.parent.parent.parent / "prep" / f"{root.name}-{root.parent.name}"
-    return None
-
-
 def cmd_prep(args: argparse.Namespace) -> int:
     from fbifpn.data import prep as prep_module
+    from fbifpn.data.cache import default_prep_out
     from fbifpn.data.sources import LAYOUTS
 
     if args.merge:
@@ -151,6 +144,52 @@ def cmd_prep(args: argparse.Namespace) -> int:
         f"({v['skipped_already_done']} already done before); frames {f['done']} done, {f['failed']} failed; "
         f"{f['crops']} crops; {len(report['warnings'])} warnings (see prep_report.json)"
     )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fbifpn.config import load_config
+    from fbifpn.engine import distributed as dist
+    from fbifpn.engine import fit
+
+    cfg = load_config(args.profile, args.overrides)
+    result = fit(cfg, args.run_dir, resume=args.resume)
+    if dist.is_main():
+        last = result.history[-1] if result.history else {}
+        print(
+            f"trained {cfg.profile} ({cfg.model.variant}) on {cfg.data.manifest or cfg.data.dataset}: "
+            f"{result.steps} steps in {result.seconds:.0f} s ({result.images_per_s:.1f} img/s incl. validation); "
+            f"last val video AUC {last.get('video_auc', float('nan')):.4f}; best val {cfg.eval.select_on} "
+            f"{result.best_metric:.4f} at epoch {result.best_epoch} -> {result.best_checkpoint}"
+        )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fbifpn.engine.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(
+        args.checkpoint,
+        args.manifest,
+        args.out,
+        split=args.split,
+        frames=args.frames,
+        tta_flip=False if args.no_tta else None,
+        device=args.device,
+    )
+    p, m = report["protocol"], report["metrics"]
+    lo, hi = m["video"]["auc_ci95"]
+    print(f"{p['test_data']} | trained on {p['train_data']} | checkpoint: {p['selection']}")
+    print(
+        f"  video AUC {m['video']['auc']:.4f} (95 % CI {lo:.4f}-{hi:.4f}), AP {m['video']['ap']:.4f}, "
+        f"EER {m['video']['eer']:.4f}, acc@val-threshold {m['video']['acc@val_threshold']:.4f} "
+        f"({m['video']['n']} videos)"
+    )
+    print(f"  frame AUC {m['frame']['auc']:.4f}, AP {m['frame']['ap']:.4f} ({m['frame']['n']} frames)")
+    print(
+        f"  per method (video AUC): {', '.join(f'{k} {v:.3f}' for k, v in m['per_method_video_auc'].items())}"
+    )
+    print(f"  -> {args.out / 'scores.csv'}, {args.out / 'metrics.json'}")
     return 0
 
 
@@ -220,6 +259,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=1, help="processes (default 1); the output is unchanged")
     p.set_defaults(func=cmd_prep)
+
+    p = sub.add_parser("train", help="fit a profile; the synthetic data is made on first use")
+    _add_profile_args(p)
+    p.add_argument("--run-dir", type=Path, required=True, help="checkpoints, metrics.jsonl, TensorBoard logs")
+    p.add_argument(
+        "--resume", action="store_true", help="continue exactly where last.pt in --run-dir stopped"
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="score a manifest split with a checkpoint: scores.csv and metrics.json")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--manifest", type=Path, required=True, help="a manifest CSV or a prep folder")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--split", default="test", help="which split to score (default test)")
+    p.add_argument(
+        "--frames", type=int, help="frames per video (default: the checkpoint's eval.frames_per_video)"
+    )
+    p.add_argument("--no-tta", action="store_true", help="no horizontal-flip test-time augmentation")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -30,12 +30,21 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    """What the model is fed. The sources, prep and dataset issues add their keys here."""
+    """What the model is fed: a prepared manifest, or the synthetic benchmark made on first use."""
 
     image_size: int = 128
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    seed: int = 0
+    # A prepared manifest (CSV or prep folder). Empty: the synthetic benchmark below, generated and
+    # prepared on first use under runs/.
+    manifest: str = ""
+    synthetic: Literal["smoke", "demo", "paper"] = "demo"
+    dataset: Literal["synth-ff", "synth-cdf", "synth-dfdc"] = "synth-ff"
+    compression: str = "c23"
+    seed: int = 0  # the synthetic benchmark's seed
+    prep_frames: int = 32  # frames prep samples per video
+    crop_size: int = 256  # prep's crop side
+    frames_per_video: int = 8  # K frames per video per epoch (training and validation)
+    num_workers: int = 2
+    strict: bool = False  # a missing or unreadable crop fails the run instead of being skipped
 
 
 @dataclass
@@ -105,22 +114,37 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     sam_rho: float = 0.05
+    momentum: float = 0.9  # SGD
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"  # after warm-up, per optimisation step
+    warmup_steps: int = 0
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    accum_steps: int = 1  # micro-batches per optimisation step
+    ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); 0 = off. Validation then uses the EMA.
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 1
+    max_steps: int = 0  # stop after this many optimisation steps; 0 = run every epoch
     batch_size: int = 16
     seed: int = 0
-    device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"  # auto: cuda when available, else cpu
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a GradScaler
     channels_last: bool = False
+    fakes: Literal["dataset", "sbi", "both"] = "dataset"
+    freeze_backbone_epochs: int = 0
+    freeze_bn: bool = False  # BatchNorm layers keep their running statistics (eval mode)
+    log_every: int = 10  # steps between JSONL / TensorBoard points (and the non-finite check)
+    ckpt_every: int = 100  # steps between step checkpoints, besides every epoch; 0 = epochs only
 
 
 @dataclass
 class EvalConfig:
     frames_per_video: int = 32
     tta_flip: bool = True
+    batch_size: int = 64
+    bootstrap: int = 1000  # resamples of videos for the 95 % confidence intervals
+    select_on: Literal["video_auc", "frame_auc", "loss"] = "video_auc"  # best checkpoint, on val only
 
 
 @dataclass

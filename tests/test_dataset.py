@@ -118,7 +118,7 @@ def test_workers_give_the_same_batches(manifest):
 def test_demo_benchmark_is_learnable():
     """Demo size, seed 0, synth-ff c23: a small model trained for at most a minute reaches video AUC
     >= 0.85 on the test split (with the shortcut audit: learnable, and only from the faces)."""
-    from fbifpn.cli import default_prep_out
+    from fbifpn.data.cache import default_prep_out
     from fbifpn.data.synthetic import generate
     from fbifpn.sanity import learnability
 

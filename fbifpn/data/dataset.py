@@ -11,6 +11,8 @@ DataLoader workers, sees exactly the same samples. Augmentations move image and 
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +67,23 @@ class FrameDataset(torch.utils.data.Dataset):
         fakes: str = "dataset",
         seed: int = 0,
         augment: Augment | None = None,
+        strict: bool = False,
     ):
         df = manifest if isinstance(manifest, pd.DataFrame) else load_manifest(Path(manifest))
         if split is not None:
             df = df[df["split"] == split]
+        # Rows whose crop or mask is missing are reported and skipped (or, strict, fail the run).
+        self.strict = strict
+        self.skipped: list[dict] = []
+        present = []
+        for image, mask in zip(df["image"], df["mask"], strict=True):
+            missing = next((p for p in (image, mask) if p and not os.path.exists(p)), None)
+            if missing and strict:
+                raise FileNotFoundError(f"{missing}: listed in the manifest, not found (data.strict=true)")
+            if missing:
+                self.skipped.append({"file": missing, "reason": "listed in the manifest, not found"})
+            present.append(missing is None)
+        df = df[present]
         if fakes not in ("dataset", "sbi", "both"):
             raise ValueError(f"train.fakes: {fakes!r} is not one of dataset, sbi, both")
         if fakes == "sbi":
@@ -111,7 +126,7 @@ class FrameDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image = cv2.imread(row["image"], cv2.IMREAD_COLOR)
         if image is None:
-            raise OSError(f"{row['image']}: cannot read the crop (listed in the manifest)")
+            row, image = self._readable_neighbour(item, row)
         mask = np.zeros(image.shape[:2], np.float32)
         if row["mask"]:
             loaded = cv2.imread(row["mask"], cv2.IMREAD_GRAYSCALE)
@@ -141,6 +156,17 @@ class FrameDataset(torch.utils.data.Dataset):
             "dataset": row["dataset"],
             "method": method,
         }
+
+    def _readable_neighbour(self, item: Item, row: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        """An unreadable crop is reported and replaced by the next readable crop of its video."""
+        if self.strict:
+            raise OSError(f"{row['image']}: cannot read the crop (data.strict=true)")
+        warnings.warn(f"{row['image']}: cannot read the crop; using another frame of its video", stacklevel=3)
+        for _, other in self.videos[item.video].iterrows():
+            image = cv2.imread(other["image"], cv2.IMREAD_COLOR)
+            if image is not None:
+                return other, image
+        raise OSError(f"{row['video_id']}: no crop of this video can be read")
 
     @staticmethod
     def _hull(row: pd.Series) -> np.ndarray | None:

@@ -1,0 +1,48 @@
+"""The data a run trains on: a given manifest, or the synthetic benchmark generated and prepared on
+first use into runs/data/<size>-seed<N>/ and runs/prep/<dataset>-<size>-seed<N>/, shared by every
+entry point (CLI, make demo, notebooks)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fbifpn.config import Config
+
+LAYOUT_OF = {"synth-ff": "ffpp", "synth-cdf": "celebdf", "synth-dfdc": "dfdc"}
+
+
+def default_prep_out(root: Path) -> Path | None:
+    """runs/data/<size>-seed<N>/<dataset> -> runs/prep/<dataset>-<size>-seed<N>; None elsewhere."""
+    root = Path(root).resolve()
+    if root.parent.parent.name == "data" and root.name.startswith("synth-"):
+        return root.parent.parent.parent / "prep" / f"{root.name}-{root.parent.name}"
+    return None
+
+
+def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = True) -> Path:
+    """The manifest folder for `cfg.data` (made if missing). `dataset` picks another synthetic set
+    of the same benchmark, e.g. synth-cdf for a cross-dataset test."""
+    if cfg.data.manifest and dataset is None:
+        path = Path(cfg.data.manifest)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"data.manifest: {path} does not exist (run `python -m fbifpn prep` first)"
+            )
+        return path
+    from fbifpn.data.prep import PrepOptions, prep
+    from fbifpn.data.sources import LAYOUTS
+    from fbifpn.data.synthetic import generate
+
+    name = dataset or cfg.data.dataset
+    root = (
+        generate(size=cfg.data.synthetic, seed=cfg.data.seed, workers=os.cpu_count(), progress=progress)
+        / name
+    )
+    out = default_prep_out(root)
+    if not (out / "manifest.csv").is_file():
+        kwargs = {"compression": cfg.data.compression} if name == "synth-ff" else {}
+        entries = LAYOUTS[LAYOUT_OF[name]].scan(root, dataset=name, **kwargs)
+        options = PrepOptions(frames=cfg.data.prep_frames, size=cfg.data.crop_size)
+        prep(entries, out, options, workers=os.cpu_count() or 1, progress=progress)
+    return out

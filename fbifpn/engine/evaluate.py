@@ -1,0 +1,173 @@
+"""Scoring crops: one row per crop, with the cls score and the mask-based score; flip TTA."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from fbifpn.models.net import topk_mean
+
+
+@torch.no_grad()
+def predict(
+    model,
+    loader,
+    device: torch.device | str = "cpu",
+    tta_flip: bool = False,
+    progress: bool = True,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> pd.DataFrame:
+    """`model` is a built detector (not DDP-wrapped). Scores are probabilities of fake: `score` is
+    the weighted discrimination of `model.score` (the cls probability when beta = 0), `mask_score`
+    the top-k mean of the predicted mask (NaN without a mask head); with `tta_flip`, both average
+    the image and its mirror."""
+    model.eval()
+    rows = []
+    device = torch.device(device)
+    for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        x = batch["image"].to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        views = [x, x.flip(-1)] if tta_flip else [x]
+        scores, masks = [], []
+        for view in views:
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                out = model(view)
+            scores.append(model.score(out).float())
+            if out.mask_logit is not None:
+                masks.append(topk_mean(torch.sigmoid(out.mask_logit.float()), model.score_topk))
+        score = torch.stack(scores).mean(0).cpu()
+        mask = torch.stack(masks).mean(0).cpu() if masks else torch.full_like(score, float("nan"))
+        for i in range(len(score)):
+            rows.append(
+                {
+                    "dataset": batch["dataset"][i],
+                    "method": batch["method"][i],
+                    "video_id": batch["video_id"][i],
+                    "frame_idx": int(batch["frame_idx"][i]),
+                    "face_idx": int(batch["face_idx"][i]),
+                    "label": int(batch["label"][i]),
+                    "score": float(score[i]),
+                    "mask_score": float(mask[i]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _git_commit() -> str:
+    import subprocess
+    from pathlib import Path
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def describe_training(cfg) -> str:
+    d = cfg.data
+    if d.manifest:
+        return f"manifest {d.manifest}"
+    return f"{d.dataset} {d.compression if d.dataset == 'synth-ff' else ''} (synthetic, {d.synthetic}-seed{d.seed})"
+
+
+def evaluate_checkpoint(
+    checkpoint,
+    manifest,
+    out,
+    split: str = "test",
+    frames: int | None = None,
+    tta_flip: bool | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Score a manifest split with a checkpoint; write scores.csv and metrics.json into `out`."""
+    import json
+    import platform
+    from pathlib import Path
+
+    import numpy
+    import timm
+
+    from fbifpn import __version__, metrics
+    from fbifpn.data.dataset import FrameDataset
+    from fbifpn.data.manifest import load_manifest
+    from fbifpn.engine import checkpoint as ckpt
+    from fbifpn.engine.train import resolve_device
+    from fbifpn.models import build_model
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    saved = ckpt.load(checkpoint)
+    cfg = ckpt.config_of(saved)
+    dev = resolve_device(device)
+    model = build_model(cfg, pretrained=False)
+    ckpt.load_weights(model, saved["model"], checkpoint)
+    model.to(dev)
+    frames = frames or cfg.eval.frames_per_video
+    tta = cfg.eval.tta_flip if tta_flip is None else tta_flip
+    df = load_manifest(Path(manifest))
+    dataset = FrameDataset(
+        df,
+        cfg.data.image_size,
+        model.mean,
+        model.std,
+        split=split,
+        frames_per_video=frames,
+        strict=cfg.data.strict,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers
+    )
+    scores = predict(model, loader, dev, tta_flip=tta, progress=progress)
+    scores = scores.drop_duplicates(["video_id", "frame_idx", "face_idx"])  # short videos repeat frames
+    threshold = float(saved.get("threshold", 0.5))
+    result = metrics.evaluate_scores(
+        scores, threshold=threshold, bootstrap=cfg.eval.bootstrap, seed=cfg.train.seed
+    )
+    test_sets = sorted(set(scores["dataset"]))
+    synthetic = all(s.startswith("synth-") for s in test_sets)
+    protocol = metrics.Protocol(
+        train_data=describe_training(cfg),
+        test_data=", ".join(test_sets) + (" (synthetic)" if synthetic else "") + f" [{split} split]",
+        compression=", ".join(
+            sorted({c or "as distributed" for c in df[df["split"] == split]["compression"]})
+        ),
+        level="frame and video (video = mean over frames of the max over faces)",
+        selection=f"best validation {cfg.eval.select_on} (epoch {saved.get('best_epoch')}); test never seen in training",
+    )
+    report = {
+        "protocol": protocol.__dict__,
+        "metrics": result,
+        "threshold_from_val": threshold,
+        "frames_per_video": frames,
+        "tta_flip": tta,
+        "skipped_rows": dataset.skipped,
+        "checkpoint": str(checkpoint),
+        "git_commit": _git_commit(),
+        "device": str(dev)
+        + (
+            f" ({torch.cuda.get_device_name(dev)})"
+            if dev.type == "cuda"
+            else f" ({platform.processor() or 'cpu'})"
+        ),
+        "versions": {
+            "fbifpn": __version__,
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "numpy": numpy.__version__,
+            "python": platform.python_version(),
+        },
+        "config": cfg.to_dict(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out / "scores.csv", index=False)
+    (out / "metrics.json").write_text(json.dumps(report, indent=1))
+    return report

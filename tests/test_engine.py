@@ -1,0 +1,279 @@
+"""fit / resume / DDP / eval on the smoke profile and the smoke synthetic benchmark (CPU)."""
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import socket
+
+import pandas as pd
+import pytest
+import torch
+
+import fbifpn.data.dataset as dataset_module
+from fbifpn import load_config
+from fbifpn.cli import main
+from fbifpn.data.cache import prepared_manifest
+from fbifpn.data.manifest import load_manifest
+from fbifpn.engine import NonFiniteLoss, fit
+from fbifpn.engine import checkpoint as ckpt
+
+QUICK = ["train.epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def smoke_manifest():
+    """The smoke benchmark, made on first use exactly as `train --profile smoke` makes it."""
+    return prepared_manifest(load_config("smoke"), progress=False)
+
+
+def _weights(run_dir):
+    return ckpt.load(run_dir / "last.pt")["model"]
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_smoke_training_lowers_the_loss_and_beats_chance(smoke_manifest, tmp_path):
+    result = fit(load_config("smoke"), tmp_path / "run", progress=False)
+    train = [json.loads(line) for line in open(tmp_path / "run/metrics.jsonl") if '"train"' in line]
+    assert train[-1]["total"] < train[0]["total"]
+    assert result.best_metric > 0.6  # best validation video AUC, seed 0 (0.875 when written)
+    assert (tmp_path / "run/best.pt").is_file() and (tmp_path / "run/tensorboard").is_dir()
+    saved = ckpt.load(tmp_path / "run/best.pt")
+    assert 0 < saved["threshold"] < 1 and saved["best_epoch"] == result.best_epoch
+
+
+def test_two_runs_with_one_seed_are_identical(smoke_manifest, tmp_path):
+    a = fit(load_config("smoke", QUICK), tmp_path / "a", progress=False)
+    b = fit(load_config("smoke", QUICK), tmp_path / "b", progress=False)
+    assert a.history == b.history
+    assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+
+
+def test_killed_mid_epoch_then_resumed_is_bit_identical(smoke_manifest, tmp_path, monkeypatch):
+    cfg = load_config("smoke", QUICK)
+    fit(cfg, tmp_path / "whole", progress=False)
+    real_save = ckpt.save
+
+    def save_then_die(path, **content):
+        real_save(path, **content)
+        if content["step"] == 4 and content["batch"] not in (0,):  # a step checkpoint, mid-epoch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(ckpt, "save", real_save)
+    assert ckpt.load(tmp_path / "killed/last.pt")["batch"] == 4  # it really stopped mid-epoch
+    fit(cfg, tmp_path / "killed", resume=True, progress=False)
+    assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "killed"))
+
+
+def test_the_test_split_is_never_opened(smoke_manifest, tmp_path, monkeypatch):
+    opened = []
+    real_imread = dataset_module.cv2.imread
+
+    def spy(path, *args):
+        opened.append(path)
+        return real_imread(path, *args)
+
+    monkeypatch.setattr(dataset_module.cv2, "imread", spy)
+    fit(load_config("smoke", ["train.epochs=1"]), tmp_path / "run", progress=False)
+    df = load_manifest(smoke_manifest)
+    test_files = set(df[df.split == "test"].image) | set(df[df.split == "test"]["mask"])
+    assert opened and not test_files & set(opened)
+    assert set(df[df.split == "val"].image) & set(opened)  # val is read: the spy works
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(smoke_manifest, tmp_path):
+    fit(load_config("smoke", ["train.epochs=1"]), tmp_path / "run", progress=False)
+    before = hashlib.sha256((tmp_path / "run/last.pt").read_bytes()).hexdigest()
+    with pytest.raises(NonFiniteLoss, match="non-finite"):
+        fit(
+            load_config("smoke", ["train.epochs=2", "loss.lambda_mask=nan"]),
+            tmp_path / "run",
+            resume=True,
+            progress=False,
+        )
+    assert hashlib.sha256((tmp_path / "run/last.pt").read_bytes()).hexdigest() == before
+
+
+def test_resume_with_another_model_is_refused(smoke_manifest, tmp_path):
+    fit(load_config("smoke", ["train.epochs=1"]), tmp_path / "run", progress=False)
+    with pytest.raises(ckpt.CheckpointError, match=r"model\.neck\.width"):
+        fit(
+            load_config("smoke", ["train.epochs=2", "model.neck.width=16"]),
+            tmp_path / "run",
+            resume=True,
+            progress=False,
+        )
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/fbifpn-pwned",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_crafted_pickle_checkpoint_is_refused_and_never_runs(tmp_path, capsys):
+    bad = tmp_path / "evil.pt"
+    with open(bad, "wb") as f:
+        pickle.dump({"model": _Payload()}, f)
+    if os.path.exists("/tmp/fbifpn-pwned"):
+        os.remove("/tmp/fbifpn-pwned")
+    with pytest.raises(ckpt.CheckpointError, match="refused"):
+        ckpt.load(bad)
+    assert (
+        main(["eval", "--checkpoint", str(bad), "--manifest", str(tmp_path), "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert "refused" in capsys.readouterr().err
+    assert not os.path.exists("/tmp/fbifpn-pwned")
+
+
+def test_missing_rows_are_skipped_and_reported_or_fatal_when_strict(smoke_manifest, tmp_path):
+    copy = tmp_path / "prep"
+    shutil.copytree(smoke_manifest, copy)
+    df = pd.read_csv(copy / "manifest.csv", keep_default_na=False)
+    gone = df[df.split == "train"].image.iloc[0]
+    os.remove(copy / gone)
+    cfg = load_config("smoke", ["train.epochs=1", f"data.manifest={copy}"])
+    result = fit(cfg, tmp_path / "run", progress=False)
+    assert result.skipped_rows == 1
+    report = json.loads((tmp_path / "run/report.json").read_text())
+    assert report["skipped_rows"][0]["file"].endswith(gone)
+    with pytest.raises(FileNotFoundError, match="strict"):
+        fit(
+            load_config("smoke", ["train.epochs=1", f"data.manifest={copy}", "data.strict=true"]),
+            tmp_path / "r2",
+            progress=False,
+        )
+
+
+def test_an_empty_split_is_a_clear_error(smoke_manifest, tmp_path):
+    df = pd.read_csv(smoke_manifest / "manifest.csv", keep_default_na=False)
+    df = df[df.split != "val"]
+    base = smoke_manifest.resolve()
+    for col in ("image", "mask", "landmarks"):
+        df[col] = [str(base / v) if v else v for v in df[col]]
+    df.to_csv(tmp_path / "no_val.csv", index=False)
+    with pytest.raises(ValueError, match="split 'val'"):
+        fit(
+            load_config("smoke", ["train.epochs=1", f"data.manifest={tmp_path / 'no_val.csv'}"]),
+            tmp_path / "r",
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["optim.name=sam_adamw", "optim.ema=0.9"],
+        ["optim.name=sam_sgd", "optim.grad_clip=1.0", "train.freeze_backbone_epochs=1"],
+        ["optim.accum_steps=2", "optim.schedule=linear", "optim.warmup_steps=2", "train.fakes=both"],
+    ],
+)
+def test_optimiser_options_train(smoke_manifest, tmp_path, overrides):
+    result = fit(load_config("smoke", ["train.epochs=1", *overrides]), tmp_path / "run", progress=False)
+    assert result.steps > 0 and all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_frozen_backbone_does_not_move(smoke_manifest, tmp_path):
+    cfg = load_config("smoke", ["train.epochs=1", "train.freeze_backbone_epochs=1", "train.freeze_bn=true"])
+    torch.manual_seed(cfg.train.seed)
+    from fbifpn.models import build_model
+
+    start = {k: v.clone() for k, v in build_model(cfg).state_dict().items()}
+    trained = fit(cfg, tmp_path / "run", progress=False).model.state_dict()
+    assert all(torch.equal(start[k], trained[k]) for k in start if k.startswith("backbone."))
+    assert not all(torch.equal(start[k], trained[k]) for k in start if k.startswith("neck."))
+
+
+def test_eval_writes_scores_and_metrics_with_provenance(smoke_manifest, tmp_path, capsys):
+    fit(load_config("smoke", QUICK), tmp_path / "run", progress=False)
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(tmp_path / "run/best.pt"),
+                "--manifest",
+                str(smoke_manifest),
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
+    scores = pd.read_csv(tmp_path / "ev/scores.csv")
+    assert {"dataset", "method", "video_id", "frame_idx", "face_idx", "label", "score", "mask_score"} <= set(
+        scores
+    )
+    assert set(scores.video_id) == set(load_manifest(smoke_manifest).query("split == 'test'").video_id)
+    report = json.loads((tmp_path / "ev/metrics.json").read_text())
+    assert "synthetic" in report["protocol"]["test_data"] and "validation" in report["protocol"]["selection"]
+    assert report["git_commit"] and report["versions"]["torch"] and report["config"]["model"]
+    video = report["metrics"]["video"]
+    assert video["auc_ci95"][0] <= video["auc"] <= video["auc_ci95"][1]
+    assert "video AUC" in capsys.readouterr().out
+
+
+def test_flip_tta_averages_both_views(smoke_manifest):
+    from fbifpn.data.dataset import FrameDataset
+    from fbifpn.engine import predict
+    from fbifpn.models import build_model
+
+    cfg = load_config("smoke")
+    model = build_model(cfg).eval()
+    ds = FrameDataset(smoke_manifest, 64, model.mean, model.std, split="test", frames_per_video=1)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    plain, tta = predict(model, loader, progress=False), predict(model, loader, tta_flip=True, progress=False)
+    batch = next(iter(loader))
+    with torch.no_grad():
+        flipped = model.score(model(batch["image"].flip(-1)))
+    expected = (torch.tensor(plain.score[:4].to_numpy(), dtype=torch.float32) + flipped) / 2
+    torch.testing.assert_close(torch.tensor(tta.score[:4].to_numpy(), dtype=torch.float32), expected)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, run_dir, overrides, out):
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    result = fit(load_config("smoke", overrides), run_dir, progress=False)
+    torch.save(result.model.state_dict(), f"{out}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_match_a_single_process(smoke_manifest, tmp_path):
+    common = ["train.max_steps=2", "train.freeze_bn=true", "train.epochs=1"]
+    torch.multiprocessing.spawn(
+        _ddp_worker,
+        args=(2, _free_port(), str(tmp_path / "ddp"), [*common, "train.batch_size=4"], str(tmp_path)),
+        nprocs=2,
+    )
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert _same(r0, r1)  # DDP keeps the ranks identical
+    torch.set_num_threads(1)
+    single = fit(load_config("smoke", [*common, "train.batch_size=8"]), tmp_path / "single", progress=False)
+    ref = single.model.state_dict()
+    for k in ref:
+        torch.testing.assert_close(r0[k], ref[k], rtol=1e-4, atol=1e-5)
+    from fbifpn.models import build_model
+
+    torch.manual_seed(0)
+    assert not _same(ref, build_model(load_config("smoke")).state_dict())  # two steps did change the weights
