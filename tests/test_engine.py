@@ -38,7 +38,8 @@ def _same(a, b):
 
 def test_smoke_training_lowers_the_loss_and_beats_chance(smoke_manifest, tmp_path):
     result = fit(load_config("smoke"), tmp_path / "run", progress=False)
-    train = [json.loads(line) for line in open(tmp_path / "run/metrics.jsonl") if '"train"' in line]
+    lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    train = [json.loads(line) for line in lines if '"train"' in line]
     assert train[-1]["total"] < train[0]["total"]
     assert result.best_metric > 0.6  # best validation video AUC, seed 0 (0.875 when written)
     assert (tmp_path / "run/best.pt").is_file() and (tmp_path / "run/tensorboard").is_dir()
