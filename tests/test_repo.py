@@ -123,3 +123,28 @@ def test_blocker_really_blocks():
         check=False,
     )
     assert result.returncode != 0 and "blocked heavy import: seaborn" in result.stderr
+
+
+def test_lean_train_and_eval(tmp_path):
+    """train and eval on a prepared manifest, with the heavy modules blocked. scikit-learn stays
+    allowed: the metrics take their ROC and AP from it (the GPU image has it, see environment.md)."""
+    from fbifpn import load_config
+    from fbifpn.data.cache import prepared_manifest
+
+    manifest = prepared_manifest(load_config("smoke"), progress=False)
+    blocked = [m for m in HEAVY if m != "sklearn"]
+    run = tmp_path / "run"
+    code = BLOCKER.replace(repr(HEAVY), repr(blocked)) + (
+        "import runpy; "
+        f"sys.argv = ['fbifpn', 'train', '--profile', 'smoke', '--set', 'train.epochs=1', '--set', "
+        f"'data.manifest={manifest}', '--run-dir', '{run}'];"
+        "\ntry:\n    runpy.run_module('fbifpn', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code\n"
+        f"sys.argv = ['fbifpn', 'eval', '--checkpoint', '{run}/best.pt', '--manifest', '{manifest}', '--out', "
+        f"'{tmp_path}/ev'];"
+        "\nrunpy.run_module('fbifpn', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ev/metrics.json").is_file()
