@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
-# The main job on the embedded default. Until the training and notebook issues land, that is the
-# synthetic benchmark (cached in runs/data/demo-seed0/), its face crops and manifests (runs/prep/),
-# the model's cost table and an overfit check.
+# The main job on the embedded default, until the notebooks land: the synthetic benchmark (cached in
+# runs/data/demo-seed0/), its face crops and manifests (runs/prep/), the model's cost table, an
+# overfit check, training on synth-ff (runs/demo/; a finished run is resumed, not redone) and the
+# in-dataset and cross-dataset evaluations.
 DATA := runs/data/demo-seed0
 WORKERS ?= $(shell nproc)
 demo: venv
@@ -33,6 +34,11 @@ demo: venv
 	$(PY) -m fbifpn prep --layout dfdc --root $(DATA)/synth-dfdc --workers $(WORKERS)
 	$(PY) -m fbifpn info --profile $(PROFILE)
 	$(PY) -m fbifpn overfit --profile $(PROFILE)
+	$(PY) -m fbifpn train --profile $(PROFILE) --run-dir runs/$(PROFILE) --resume
+	for set in synth-ff synth-cdf synth-dfdc; do \
+	  $(PY) -m fbifpn eval --checkpoint runs/$(PROFILE)/best.pt --manifest runs/prep/$$set-demo-seed0 \
+	    --out runs/$(PROFILE)/eval-$$set || exit 1; \
+	done
 
 bench: venv
 	$(PY) benchmarks/sbi_rate.py
