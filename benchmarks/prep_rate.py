@@ -37,7 +37,7 @@ def astronaut_video(folder: Path, n: int = 96) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (1280, 720))
     frames = []
     for t in range(n):
-        x, y = 80 + 6 * t, 100 + int(40 * np.sin(t / 10))
+        x, y = 80 + (6 * t) % 680, 100 + int(40 * np.sin(t / 10))
         frame = background.copy()
         frame[y : y + 512, x : x + 512] = photo
         writer.write(frame)

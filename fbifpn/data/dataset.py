@@ -122,11 +122,14 @@ class FrameDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        row = self.frame_row(item)
+        return self.load(self.frame_row(item), index, item.sbi)
+
+    def load(self, row: pd.Series, index: int = 0, sbi: bool = False) -> dict:
+        """One crop of the manifest as a sample (augmented when training, SBI-blended when `sbi`)."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image = cv2.imread(row["image"], cv2.IMREAD_COLOR)
         if image is None:
-            row, image = self._readable_neighbour(item, row)
+            row, image = self._readable_neighbour(row)
         mask = np.zeros(image.shape[:2], np.float32)
         if row["mask"]:
             loaded = cv2.imread(row["mask"], cv2.IMREAD_GRAYSCALE)
@@ -134,7 +137,7 @@ class FrameDataset(torch.utils.data.Dataset):
                 raise OSError(f"{row['mask']}: cannot read the mask (listed in the manifest)")
             mask = loaded.astype(np.float32) / 255
         label, has_mask, method = float(row["label"]), bool(row["has_mask"]), row["method"]
-        if item.sbi:
+        if sbi:
             image, mask = self_blend(image, rng, landmarks=self._hull(row), box=self._box(row, image.shape))
             label, has_mask, method = 1.0, True, "SBI"
         if self.augment is not None:
@@ -157,12 +160,13 @@ class FrameDataset(torch.utils.data.Dataset):
             "method": method,
         }
 
-    def _readable_neighbour(self, item: Item, row: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    def _readable_neighbour(self, row: pd.Series) -> tuple[pd.Series, np.ndarray]:
         """An unreadable crop is reported and replaced by the next readable crop of its video."""
         if self.strict:
             raise OSError(f"{row['image']}: cannot read the crop (data.strict=true)")
         warnings.warn(f"{row['image']}: cannot read the crop; using another frame of its video", stacklevel=3)
-        for _, other in self.videos[item.video].iterrows():
+        rows = next(v for v in self.videos if v["video_id"].iloc[0] == row["video_id"])
+        for _, other in rows.iterrows():
             image = cv2.imread(other["image"], cv2.IMREAD_COLOR)
             if image is not None:
                 return other, image

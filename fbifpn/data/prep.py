@@ -354,3 +354,48 @@ def write_outputs(
 
 
 __all__ = ["DetectorUnavailable", "PrepOptions", "parse_shard", "prep", "process_video", "write_outputs"]
+
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def prepare_folder(
+    folder: Path,
+    out: Path | None = None,
+    detector: str | None = None,
+    frames: int = 32,
+    size: int = 256,
+    progress: bool = True,
+) -> Path:
+    """Crop the faces of a folder of unlabelled videos (label -1, split "") into a manifest folder,
+    by default a cache under runs/cache/folders/. Videos with sidecars use them unless `detector` is set."""
+    from fbifpn.paths import cache_dir
+
+    folder = Path(folder).resolve()
+    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise FileNotFoundError(f"{folder}: no video ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder")
+    if detector is None:
+        detector = "precomputed" if all(v.with_suffix(".json").is_file() for v in videos) else "mtcnn"
+    out = (
+        Path(out)
+        if out is not None
+        else cache_dir()
+        / "folders"
+        / hashlib.sha1(f"{folder}|{detector}|{frames}|{size}".encode()).hexdigest()[:16]
+    )
+    entries = [
+        VideoEntry(
+            "folder",
+            "",
+            "",
+            "unknown",
+            -1,
+            f"folder/{v.relative_to(folder).with_suffix('')}",
+            v,
+            has_mask=False,
+        )
+        for v in videos
+    ]
+    prep(entries, out, PrepOptions(frames=frames, detector=detector, size=size), progress=progress)
+    return out

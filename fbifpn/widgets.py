@@ -1,0 +1,160 @@
+"""An ipywidgets explorer for JupyterLab: pick a video, slide through its frames, and see what the
+detector sees (Grad-CAM, forgery attention per pyramid level, predicted mask, ground-truth mask),
+with the video's score timeline and the current frame marked.
+
+Model outputs (scores, masks, attention maps) are computed once per video and cached; Grad-CAM is
+computed per (frame, level) on demand and cached too, so moving the slider stays responsive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from fbifpn.data.dataset import FrameDataset
+from fbifpn.data.manifest import load_manifest
+from fbifpn.data.prep import prepare_folder
+from fbifpn.explain import denormalise, gradcam, model_maps, neck_layer, overlay
+
+OVERLAYS = ("CAM", "attention", "predicted mask", "ground-truth mask", "none")
+
+
+class Explorer:
+    def __init__(
+        self,
+        model,
+        manifest: pd.DataFrame | Path | str,
+        image_size: int,
+        split: str | None = None,
+        detector: str | None = None,
+    ):
+        """`manifest`: a manifest (DataFrame, CSV or prep folder), or a plain folder of videos, whose
+        faces are then cropped once into a cache (with `detector`, or their sidecars)."""
+        import ipywidgets as w
+
+        self.model = model.eval()
+        if not isinstance(manifest, pd.DataFrame):
+            source = Path(manifest)
+            if source.is_dir() and not (
+                (source / "manifest.csv").is_file() or any(source.glob("manifest.shard-*"))
+            ):
+                manifest = prepare_folder(source, detector=detector, progress=False)
+        df = manifest if isinstance(manifest, pd.DataFrame) else load_manifest(Path(manifest))
+        if split is not None:
+            df = df[df["split"] == split]
+        self.frames = FrameDataset(df, image_size, model.mean, model.std, frames_per_video=1)
+        self.videos = {rows["video_id"].iloc[0]: rows for rows in self.frames.videos}
+        self.cache: dict[str, dict] = {}
+        self.cams: dict[tuple[str, int, int], np.ndarray] = {}
+        levels = list(getattr(model.neck, "levels", [0])) if hasattr(model, "neck") else [0]
+        self.video = w.Dropdown(options=list(self.videos), description="video")
+        self.frame = w.IntSlider(min=0, max=0, description="frame", continuous_update=False)
+        self.level = w.Dropdown(options=levels, value=levels[0], description="level")
+        self.kind = w.ToggleButtons(options=OVERLAYS, value="CAM", description="overlay")
+        self.opacity = w.FloatSlider(value=0.5, min=0, max=1, step=0.05, description="opacity")
+        self.threshold = w.FloatSlider(value=0.0, min=0, max=1, step=0.05, description="threshold")
+        self.image = w.Image(format="png", layout=w.Layout(width="320px"))
+        self.timeline = w.Image(format="png", layout=w.Layout(width="480px"))
+        self.label = w.HTML()
+        for control in (self.video, self.frame, self.level, self.kind, self.opacity, self.threshold):
+            control.observe(lambda _: self.render(), names="value")
+        self.video.observe(lambda _: self._video_changed(), names="value")
+        self._video_changed()
+        controls = w.VBox([self.video, self.frame, self.level, self.kind, self.opacity, self.threshold])
+        self.widget = w.HBox([controls, w.VBox([self.image, self.timeline, self.label])])
+
+    def _video_changed(self) -> None:
+        self.frame.max = len(self.videos[self.video.value]) - 1
+        self.frame.value = min(self.frame.value, self.frame.max)
+        self.render()
+
+    def outputs(self, video_id: str) -> dict:
+        """Every frame's tensor, score and model maps for one video, computed once."""
+        if video_id not in self.cache:
+            rows = self.videos[video_id]
+            samples = [self.frames.load(rows.iloc[k]) for k in range(len(rows))]
+            images = torch.stack([s["image"] for s in samples])
+            with torch.no_grad():
+                scores = self.model.score(self.model(images)).numpy()
+            self.cache[video_id] = {
+                "images": images,
+                "scores": scores,
+                "maps": model_maps(self.model, images),
+                "masks": [s["mask"][0].numpy() for s in samples],
+            }
+        return self.cache[video_id]
+
+    def heat(self, video_id: str, t: int) -> np.ndarray | None:
+        out, kind = self.outputs(video_id), self.kind.value
+        if kind == "CAM":
+            key = (video_id, t, self.level.value)
+            if key not in self.cams:
+                self.cams[key] = gradcam(
+                    self.model, out["images"][t : t + 1], neck_layer(self.model, self.level.value)
+                )[0]
+            return self.cams[key]
+        if kind == "attention":
+            return out["maps"].get(f"attention/{self.level.value}", [None] * (t + 1))[t]
+        if kind == "predicted mask":
+            return out["maps"]["mask"][t] if "mask" in out["maps"] else None
+        if kind == "ground-truth mask":
+            return out["masks"][t]
+        return None
+
+    def frame_png(self) -> bytes:
+        video_id, t = self.video.value, self.frame.value
+        out = self.outputs(video_id)
+        rgb = denormalise(out["images"][t], self.model.mean, self.model.std)
+        heat = self.heat(video_id, t)
+        if heat is not None and self.opacity.value > 0:
+            heat = np.where(heat >= self.threshold.value, heat, 0)
+            rgb = overlay(rgb, heat, image_weight=1 - self.opacity.value)
+        return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+    def timeline_png(self, width: int = 480, height: int = 110) -> bytes:
+        """Fake probability per frame, the current frame marked in red."""
+        scores = self.outputs(self.video.value)["scores"]
+        img = np.full((height, width, 3), 255, np.uint8)
+        n = len(scores)
+        xs = [int(10 + (width - 20) * (i / max(1, n - 1))) for i in range(n)]
+        ys = [int(height - 10 - (height - 20) * s) for s in scores]
+        cv2.line(img, (10, height // 2), (width - 10, height // 2), (210, 210, 210), 1)
+        cv2.polylines(
+            img, [np.array(list(zip(xs, ys, strict=True)), np.int32)], False, (60, 60, 60), 2, cv2.LINE_AA
+        )
+        t = self.frame.value
+        cv2.circle(img, (xs[t], ys[t]), 6, (0, 0, 255), -1, cv2.LINE_AA)
+        return cv2.imencode(".png", img)[1].tobytes()
+
+    def render(self) -> None:
+        out = self.outputs(self.video.value)
+        row = self.videos[self.video.value].iloc[self.frame.value]
+        self.image.value = self.frame_png()
+        self.timeline.value = self.timeline_png()
+        self.label.value = (
+            f"<b>{self.video.value}</b> frame {int(row['frame_idx'])}: fake probability "
+            f"<b>{out['scores'][self.frame.value]:.3f}</b> (label {int(row['label'])}, "
+            f"{row['method']})"
+        )
+
+    def snapshot(self, path: Path) -> Path:
+        """The current view as one PNG (frame above timeline): what a batch run shows instead."""
+        frame = cv2.imdecode(np.frombuffer(self.frame_png(), np.uint8), cv2.IMREAD_COLOR)
+        line = cv2.imdecode(np.frombuffer(self.timeline_png(), np.uint8), cv2.IMREAD_COLOR)
+        width = max(frame.shape[1], line.shape[1])
+
+        def pad(im):
+            return cv2.copyMakeBorder(im, 0, 0, 0, width - im.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3)  # noqa: E731
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.vstack([pad(frame), pad(line)]))
+        return Path(path)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
