@@ -1,8 +1,8 @@
-"""Sanity checks that need no dataset: a fixed toy batch, and overfitting it.
+"""Sanity checks: overfitting a fixed toy batch, and the benchmark's learnability.
 
 A model and loss that cannot drive the loss of one fixed batch towards zero have a bug (a head not
-connected, a target on the wrong scale, a detached graph). This is the check `make demo` runs before
-any data exists, and the one the tests run on the smoke profile.
+connected, a target on the wrong scale, a detached graph): `make demo` and the tests run that check
+before any data exists. `learnability` shows a benchmark can be learnt, quickly, from its faces.
 """
 
 from __future__ import annotations
