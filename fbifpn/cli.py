@@ -260,6 +260,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from fbifpn.notebooks import run
+
+    run(args.profile, only=args.only, overrides=args.overrides)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fbifpn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -377,6 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threshold", type=float, default=0.5, help="threshold of the IoU")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "notebooks", help="run the numbered notebooks with papermill (copies in runs/<profile>/)"
+    )
+    p.add_argument("action", choices=["run"])
+    _add_profile_args(p)
+    p.add_argument(
+        "--only", nargs="+", help="notebook numbers to run, e.g. --only 01 02 (default: all, in order)"
+    )
+    p.set_defaults(func=cmd_notebooks)
     return parser
 
 

@@ -1,0 +1,136 @@
+"""Run the numbered notebooks with papermill, in dependency order, never in place.
+
+`python -m fbifpn notebooks run --profile demo [--only 01 02] [--set k=v ...]` writes executed copies
+to runs/<profile>/notebooks/ and figures to figures/<profile>/. A failing notebook stops the run,
+names the failing cell and keeps its partial output for inspection.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fbifpn.config import parse_overrides
+from fbifpn.paths import project_root, runs_dir
+
+PARAMETERS = ("profile", "overrides", "data_root", "run_dir", "figures_dir", "device", "seed")
+
+
+def setup(profile: str, overrides: dict, run_dir: str, figures_dir: str, device: str = "auto", seed: int = 0):
+    """The second cell of every notebook: the validated config and the output folders."""
+    import os
+
+    from fbifpn.config import load_config
+    from fbifpn.plots import theme
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg = load_config(profile, dict(overrides) | {"train.device": device, "train.seed": seed})
+    run = Path(run_dir) if run_dir else runs_dir() / profile
+    figures = Path(figures_dir) if figures_dir else (project_root() or Path.cwd()) / "figures" / profile
+    run.mkdir(parents=True, exist_ok=True)
+    theme()
+    return cfg, run, figures
+
+
+def require(path: Path, notebook: str) -> Path:
+    """An input an earlier notebook writes; a clear message naming that notebook when it is missing."""
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"{path} is missing: run notebooks/{notebook}.ipynb first "
+            f"(python -m fbifpn notebooks run --only {notebook[:2]})"
+        )
+    return Path(path)
+
+
+def notebooks_dir() -> Path:
+    root = project_root()
+    if root is None or not (root / "notebooks").is_dir():
+        raise FileNotFoundError(
+            "the notebooks live in a checkout of fbifpn: no notebooks/ folder next to the package"
+        )
+    return root / "notebooks"
+
+
+def notebook_list(only: list[str] | None = None) -> list[Path]:
+    books = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        unknown = [o for o in only if not any(b.name.startswith(o) for b in books)]
+        if unknown:
+            raise ValueError(
+                f"--only {unknown[0]}: no such notebook (notebooks: {', '.join(b.stem for b in books)})"
+            )
+        books = [b for b in books if any(b.name.startswith(o) for o in only)]
+    return books
+
+
+def parameters_for(profile: str, overrides, out: Path, figures: Path, extra: dict | None = None) -> dict:
+    params = {
+        "profile": profile,
+        "overrides": parse_overrides(overrides),
+        "run_dir": str(out),
+        "figures_dir": str(figures),
+    }
+    params |= extra or {}
+    unknown = sorted(set(params) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown notebook parameter {unknown[0]!r} (parameters: {', '.join(PARAMETERS)})")
+    return params
+
+
+def prepare(notebook: Path, output: Path, parameters: dict) -> Path:
+    """A parameterised copy that is not executed (for nbval, which cannot inject parameters)."""
+    import papermill
+
+    known = set(papermill.inspect_notebook(str(notebook)))
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise ValueError(
+            f"{notebook.name}: unknown parameter {unknown[0]!r} (its parameters: {', '.join(sorted(known))})"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(notebook), str(output), parameters=parameters, prepare_only=True, progress_bar=False
+    )
+    return output
+
+
+def run(
+    profile: str = "demo",
+    only: list[str] | None = None,
+    overrides=None,
+    out: Path | None = None,
+    figures: Path | None = None,
+    extra: dict | None = None,
+) -> list[Path]:
+    import papermill
+
+    out = Path(out) if out is not None else runs_dir() / profile
+    figures = Path(figures) if figures is not None else (project_root() or Path.cwd()) / "figures" / profile
+    params = parameters_for(profile, overrides, out, figures, extra)
+    executed = []
+    for notebook in notebook_list(only):
+        target = out / "notebooks" / notebook.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        print(f"{notebook.stem:<20} running ...", end="", flush=True)
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(target),
+                parameters=params,
+                cwd=str(notebook.parent),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+        except papermill.PapermillExecutionError as e:
+            print(
+                f"\r{notebook.stem:<20} FAILED in cell {e.cell_index} ({e.ename}: {e.evalue}); "
+                f"partial output kept in {target}"
+            )
+            raise RuntimeError(
+                f"notebook {notebook.name} failed in cell {e.cell_index}: {e.ename}: {e.evalue}"
+            ) from None
+        print(f"\r{notebook.stem:<20} done in {time.perf_counter() - start:5.0f} s -> {target}")
+        executed.append(target)
+    print(f"tables and run outputs: {out}; figures: {figures}")
+    return executed
