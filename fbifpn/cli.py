@@ -230,12 +230,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from fbifpn.data.dataset import FrameDataset
     from fbifpn.data.manifest import load_manifest
     from fbifpn.engine import checkpoint as ckpt
-    from fbifpn.models import build_model
 
-    saved = ckpt.load(args.checkpoint)
-    cfg = ckpt.config_of(saved)
-    model = build_model(cfg, pretrained=False)
-    ckpt.load_weights(model, saved["model"], args.checkpoint)
+    model, cfg, _ = ckpt.load_model(args.checkpoint)
     data = FrameDataset(
         load_manifest(args.manifest),
         cfg.data.image_size,

@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 from fbifpn.data.faces import Detector, PrecomputedDetector, box_transform, make_detector, warp_crop
 from fbifpn.data.video import evenly_spaced, read_sampled
 from fbifpn.engine import checkpoint as ckpt
-from fbifpn.models import build_model
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -41,11 +40,8 @@ class FaceScorer:
     """A checkpoint, ready to score face crops."""
 
     def __init__(self, checkpoint: Path, device: str = "cpu", scale: float = 1.3):
-        saved = ckpt.load(checkpoint)
-        self.cfg = ckpt.config_of(saved)
-        self.model = build_model(self.cfg, pretrained=False)
-        ckpt.load_weights(self.model, saved["model"], checkpoint)
-        self.model.eval().to(device)
+        self.model, self.cfg, saved = ckpt.load_model(checkpoint)
+        self.model.to(device)
         self.device = device
         self.scale = scale
         self.threshold = float(saved.get("threshold", 0.5))

@@ -95,6 +95,18 @@ def _diff(a: dict, b: dict, prefix: str = "model.") -> list[str]:
     return out
 
 
+def load_model(path: Path) -> tuple[torch.nn.Module, Config, dict[str, Any]]:
+    """The network a checkpoint describes, with its weights (in eval mode), its config and the
+    checkpoint itself (threshold, epoch, ...). Never touches the network: pretrained=False."""
+    from fbifpn.models import build_model  # the models do not depend on the engine
+
+    saved = load(path)
+    cfg = config_of(saved)
+    model = build_model(cfg, pretrained=False)
+    load_weights(model, saved["model"], path)
+    return model.eval(), cfg, saved
+
+
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     try:
         model.load_state_dict(state)

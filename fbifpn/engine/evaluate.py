@@ -102,14 +102,10 @@ def evaluate_checkpoint(
     from fbifpn.data.manifest import load_manifest
     from fbifpn.engine import checkpoint as ckpt
     from fbifpn.engine.train import resolve_device
-    from fbifpn.models import build_model
 
     checkpoint, out = Path(checkpoint), Path(out)
-    saved = ckpt.load(checkpoint)
-    cfg = ckpt.config_of(saved)
+    model, cfg, saved = ckpt.load_model(checkpoint)
     dev = resolve_device(device)
-    model = build_model(cfg, pretrained=False)
-    ckpt.load_weights(model, saved["model"], checkpoint)
     model.to(dev)
     frames = frames or cfg.eval.frames_per_video
     tta = cfg.eval.tta_flip if tta_flip is None else tta_flip
