@@ -190,3 +190,32 @@ def test_detect_on_bad_and_mixed_inputs(checkpoint, smoke_tree, tmp_path):
     assert results["real.mp4"]["detector"] == "precomputed" and 0 <= results["real.mp4"]["score"] <= 1
     assert len(results["real.mp4"]["frames"]) == 4
     assert (tmp_path / "ov/real.mp4").is_file()
+
+
+def test_explain_command_writes_the_table_and_the_grid(checkpoint, tmp_path, capsys):
+    from fbifpn.data.cache import prepared_manifest
+
+    manifest = prepared_manifest(load_config("smoke"), progress=False)
+    assert (
+        main(
+            [
+                "explain",
+                "--checkpoint",
+                str(checkpoint),
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(tmp_path),
+                "--frames",
+                "1",
+            ]
+        )
+        == 0
+    )
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "localisation.csv")
+    assert {"map", "method", "iou", "pointing", "energy"} <= set(table)
+    grid = cv2.imread(str(tmp_path / "grid.png"))
+    assert grid is not None and grid.shape[0] > 128  # a header and at least one method row
+    assert "localisation" in capsys.readouterr().out
