@@ -5,6 +5,7 @@ import json
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import write_cv_video
@@ -212,8 +213,6 @@ def test_explain_command_writes_the_table_and_the_grid(checkpoint, tmp_path, cap
         )
         == 0
     )
-    import pandas as pd
-
     table = pd.read_csv(tmp_path / "localisation.csv")
     assert {"map", "method", "iou", "pointing", "energy"} <= set(table)
     grid = cv2.imread(str(tmp_path / "grid.png"))
