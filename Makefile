@@ -8,7 +8,7 @@ PROFILE ?= demo
 # timm would otherwise retry the model hub for ~47 s before failing on machines without a network.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: venv demo bench test test-fast lint format lab strip clean
+.PHONY: venv demo figures bench test test-fast lint format lab strip clean
 
 venv: $(STAMP)
 
@@ -21,24 +21,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
-# The main job on the embedded default, until the notebooks land: the synthetic benchmark (cached in
-# runs/data/demo-seed0/), its face crops and manifests (runs/prep/), the model's cost table, an
-# overfit check, training on synth-ff (runs/demo/; a finished run is resumed, not redone) and the
-# in-dataset and cross-dataset evaluations.
-DATA := runs/data/demo-seed0
+# The main job on the embedded default: the demo-size synthetic benchmark (cached in
+# runs/data/demo-seed0/), then notebooks 00-06 on the demo profile with papermill (executed copies,
+# tables and runs in runs/demo/, figures in figures/demo/). Every step reuses what an earlier run
+# left: crops, manifests, checkpoints and evaluations are never made twice.
 WORKERS ?= $(shell nproc)
 demo: venv
 	$(PY) -m fbifpn synth --size demo --workers $(WORKERS)
-	$(PY) -m fbifpn prep --layout ffpp --root $(DATA)/synth-ff --workers $(WORKERS)
-	$(PY) -m fbifpn prep --layout celebdf --root $(DATA)/synth-cdf --workers $(WORKERS)
-	$(PY) -m fbifpn prep --layout dfdc --root $(DATA)/synth-dfdc --workers $(WORKERS)
-	$(PY) -m fbifpn info --profile $(PROFILE)
-	$(PY) -m fbifpn overfit --profile $(PROFILE)
-	$(PY) -m fbifpn train --profile $(PROFILE) --run-dir runs/$(PROFILE) --resume
-	for set in synth-ff synth-cdf synth-dfdc; do \
-	  $(PY) -m fbifpn eval --checkpoint runs/$(PROFILE)/best.pt --manifest runs/prep/$$set-demo-seed0 \
-	    --out runs/$(PROFILE)/eval-$$set || exit 1; \
-	done
+	$(PY) -m fbifpn notebooks run --profile $(PROFILE)
+
+# Tables and figures again from the finished runs and saved evaluations; trains nothing.
+figures: venv
+	$(PY) -m fbifpn notebooks run --profile $(PROFILE) --figures-only
 
 bench: venv
 	$(PY) benchmarks/sbi_rate.py

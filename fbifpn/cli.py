@@ -106,6 +106,7 @@ def cmd_prep(args: argparse.Namespace) -> int:
     if args.layout is None or args.root is None:
         raise ValueError("prep needs --layout and --root (or --merge --out DIR)")
     root = args.root
+    compression = None  # names the default output folder of the FF++ layout, one per level
     if args.layout == "deepfakebench":
         if args.json is None:
             raise ValueError("--layout deepfakebench needs --json, the DeepfakeBench index file")
@@ -116,14 +117,14 @@ def cmd_prep(args: argparse.Namespace) -> int:
         dataset = args.dataset or (root.name if root.name.startswith("synth-") else None)
         kwargs = {"dataset": dataset} if dataset else {}
         if args.layout == "ffpp":
-            kwargs["compression"] = args.compression or "c23"
+            compression = kwargs["compression"] = args.compression or "c23"
         if args.layout == "celebdf" and args.train_list:
             kwargs["train_list"] = args.train_list
         entries = LAYOUTS[args.layout].scan(root, **kwargs)
     if args.split:
         wanted = set(args.split.split(","))
         entries = [e for e in entries if e.split in wanted]
-    out = args.out or default_prep_out(root)
+    out = args.out or default_prep_out(root, compression)
     if out is None:
         raise ValueError("--out is required outside the synthetic benchmark's runs/data folder")
     options = prep_module.PrepOptions(
@@ -223,7 +224,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    import cv2
     import torch
 
     from fbifpn import explain
@@ -245,8 +245,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     table = explain.localisation_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "localisation.csv", index=False)
-    grid = explain.method_grid(model, data, level=args.level)
-    cv2.imwrite(str(args.out / "grid.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    explain.method_grid(model, data, level=args.level).savefig(args.out / "grid.png", dpi=110)
     print(
         f"localisation on {args.split} fakes with masks ({len(rows) // max(1, rows['map'].nunique())} crops; "
         f"IoU at {args.threshold}, level {args.level}; synthetic where the data is):"
@@ -259,7 +258,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_notebooks(args: argparse.Namespace) -> int:
     from fbifpn.notebooks import run
 
-    run(args.profile, only=args.only, overrides=args.overrides)
+    run(
+        args.profile,
+        only=args.only,
+        overrides=args.overrides,
+        extra={"data_root": args.data_root} if args.data_root else None,
+        figures_only=args.figures_only,
+    )
     return 0
 
 
@@ -388,6 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_args(p)
     p.add_argument(
         "--only", nargs="+", help="notebook numbers to run, e.g. --only 01 02 (default: all, in order)"
+    )
+    p.add_argument(
+        "--data-root",
+        help="a folder of prepared datasets, one sub-folder (with manifest.csv) per test set",
+    )
+    p.add_argument(
+        "--figures-only",
+        action="store_true",
+        help="re-render tables and figures from finished runs (make figures); never trains, fails instead",
     )
     p.set_defaults(func=cmd_notebooks)
     return parser

@@ -44,6 +44,9 @@ class DataConfig:
     crop_size: int = 256  # prep's crop side
     frames_per_video: int = 8  # K frames per video per epoch (training and validation)
     num_workers: int = 2
+    # Manipulations whose fakes are kept out of training and validation: the cross-manipulation
+    # protocol (train on the other methods, test on these).
+    exclude_methods: tuple[str, ...] = ()
     strict: bool = False  # a missing or unreadable crop fails the run instead of being skipped
 
 
@@ -148,6 +151,48 @@ class EvalConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """Seconds each notebook may take (the runner reports every notebook against its budget; 0: none).
+    The demo profile's add up to its 15 minutes on 2 CPU cores."""
+
+    quickstart: int = 0
+    data_prep: int = 0
+    train: int = 0
+    ablations: int = 0
+    cross_dataset: int = 0
+    gradcam: int = 0
+    explorer: int = 0
+
+
+@dataclass
+class NotebooksConfig:
+    """What the notebooks run beyond notebook 02's training, sized per profile to fit its budget."""
+
+    quickstart_steps: int = 40  # notebook 00's minute of training
+    # Notebook 03: every variant at the same budget as notebook 02 (whose run is `full`, seed 0).
+    ablation_variants: tuple[str, ...] = (
+        "full",
+        "no_attention",
+        "suppress",
+        "fpn",
+        "c5_only",
+        "no_mask",
+        "no_consistency",
+        "cls_only",
+        "backbone_only",
+    )
+    ablation_seeds: tuple[int, ...] = (0, 1, 2)
+    ablation_beta: float = 0.5  # the full model is also scored with this beta (mask evidence)
+    # Notebook 04: FF++ methods held out of training in turn (empty: not run, said so), and the
+    # compression levels the c23 model is tested on.
+    cross_manipulation: tuple[str, ...] = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+    cross_compression: tuple[str, ...] = ("c40",)
+    # Notebook 05: frames of each test fake video (with a mask) that the localisation scores use.
+    gradcam_frames: int = 8
+    budget_s: BudgetConfig = field(default_factory=BudgetConfig)
+
+
+@dataclass
 class Config:
     profile: str = "custom"
     data: DataConfig = field(default_factory=DataConfig)
@@ -156,6 +201,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    notebooks: NotebooksConfig = field(default_factory=NotebooksConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only, so it can live inside a `weights_only=True` checkpoint."""
@@ -301,9 +347,14 @@ def replace_dotted(section: Any, overrides: dict[str, Any]) -> Any:
 def config_from_dict(values: dict[str, Any]) -> Config:
     """Validate a plain nested dict (a profile, or `Config.to_dict()` from a checkpoint)."""
     cfg = _build(Config, values)
-    from fbifpn.models.variants import resolve_variant  # the variant registry lives with the models
+    from fbifpn.models.variants import VARIANTS, resolve_variant  # the registry lives with the models
 
     resolve_variant(cfg.model)
+    unknown = [v for v in cfg.notebooks.ablation_variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(
+            f"notebooks.ablation_variants: unknown variant {unknown[0]!r} (variants: {', '.join(VARIANTS)})"
+        )
     return cfg
 
 

@@ -163,42 +163,56 @@ def denormalise(image: torch.Tensor, mean, std) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
-GRID_COLUMNS = ("crop", "ground truth", "predicted mask", "attention", "Grad-CAM")
-
-
-def method_grid(model: Detector, dataset, level: int = 0, cell: int = 128) -> np.ndarray:
-    """Paper-style figure as an RGB image: one row per manipulation method (its first masked fake in
-    `dataset`), columns crop, ground-truth mask, predicted mask, attention at `level`, Grad-CAM at
-    `level`."""
-    import cv2
-
+def method_tiles(model: Detector, dataset, level: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """For the first masked fake of each manipulation method in `dataset`, RGB tiles: the crop, its
+    ground-truth mask, the predicted mask, the attention map of every pyramid level, Grad-CAM of the cls
+    logit at neck `level` and at the backbone's last stage (maps the model lacks are left out)."""
     firsts: dict[str, int] = {}
     for i, item in enumerate(dataset.items):
         rows = dataset.videos[item.video]
         method = rows["method"].iloc[0]
         if rows["label"].iloc[0] == 1 and bool(rows["has_mask"].iloc[0]) and method not in firsts:
             firsts[method] = i
-    header = np.full((28, cell * (len(GRID_COLUMNS) + 1), 3), 255, np.uint8)
-    for c, name in enumerate(GRID_COLUMNS):
-        cv2.putText(
-            header, name, (cell * (c + 1) + 4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
-        )
-    rows_out = [header]
+    if not firsts:
+        raise ValueError("no fake with a ground-truth mask in this dataset split: nothing to explain")
+    tiles = {}
     for method, index in sorted(firsts.items()):
         sample = dataset[index]
         image = sample["image"][None]
         rgb = denormalise(sample["image"], dataset.mean, dataset.std)
         maps = model_maps(model, image)
-        attention = maps.get(f"attention/{level}", np.zeros((1, *rgb.shape[:2])))[0]
-        cam = gradcam(model, image, neck_layer(model, level))[0]
-        tiles = [
-            rgb,
-            overlay(rgb, sample["mask"][0].numpy()),
-            overlay(rgb, maps.get("mask", np.zeros((1,) + rgb.shape[:2]))[0]),
-            overlay(rgb, attention),
-            overlay(rgb, cam),
-        ]
-        label = np.full((cell, cell, 3), 255, np.uint8)
-        cv2.putText(label, method, (4, cell // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
-        rows_out.append(np.hstack([label] + [cv2.resize(t, (cell, cell)) for t in tiles]))
-    return np.vstack(rows_out)
+        row = {"crop": rgb, "ground truth": overlay(rgb, sample["mask"][0].numpy())}
+        if "mask" in maps:
+            row["predicted mask"] = overlay(rgb, maps["mask"][0])
+        for key in sorted(k for k in maps if k.startswith("attention/")):
+            row[f"attention P{int(key.split('/')[1]) + 2}"] = overlay(rgb, maps[key][0])
+        if hasattr(model, "neck"):
+            row[f"Grad-CAM P{level + 2}"] = overlay(rgb, gradcam(model, image, neck_layer(model, level))[0])
+        row["Grad-CAM backbone"] = overlay(rgb, gradcam(model, image, backbone_layer(model))[0])
+        tiles[method] = row
+    return tiles
+
+
+def method_grid(model: Detector, dataset, level: int = 0, cell: float = 1.5):
+    """The paper-style figure (a matplotlib Figure): one row per manipulation method, one column per
+    map of `method_tiles`."""
+    import matplotlib.pyplot as plt
+
+    tiles = method_tiles(model, dataset, level)
+    columns = list(next(iter(tiles.values())))
+    fig, axes = plt.subplots(
+        len(tiles), len(columns), figsize=(cell * len(columns), cell * len(tiles) + 0.3), squeeze=False
+    )
+    for r, (method, row) in enumerate(tiles.items()):
+        for c, name in enumerate(columns):
+            ax = axes[r, c]
+            ax.imshow(row[name])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if r == 0:
+                ax.set_title(name, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(method, fontsize=8)
+    fig.tight_layout(pad=0.3)
+    return fig

@@ -7,6 +7,7 @@ names the failing cell and keeps its partial output for inspection.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +15,17 @@ from fbifpn.config import parse_overrides
 from fbifpn.paths import project_root, runs_dir
 
 PARAMETERS = ("profile", "overrides", "data_root", "run_dir", "figures_dir", "device", "seed")
+BATCH = "FBIFPN_BATCH"  # set by the runner (and the tests): interactive widgets render a static snapshot
+
+
+def batch_mode() -> bool:
+    """True when a notebook runs unattended (papermill, nbval), where no one can move a slider."""
+    return os.environ.get(BATCH) == "1"
+
+
+def budget_of(cfg, notebook: Path) -> int:
+    """The notebook's time budget in seconds (cfg.notebooks.budget_s.<name without its number>)."""
+    return int(getattr(cfg.notebooks.budget_s, notebook.stem[3:], 0))
 
 
 def setup(profile: str, overrides: dict, run_dir: str, figures_dir: str, device: str = "auto", seed: int = 0):
@@ -101,13 +113,23 @@ def run(
     out: Path | None = None,
     figures: Path | None = None,
     extra: dict | None = None,
+    figures_only: bool = False,
 ) -> list[Path]:
+    """Execute the notebooks in order. `figures_only` (make figures) re-renders tables and figures
+    from finished runs and saved evaluations, and fails instead of training anything."""
     import papermill
 
+    from fbifpn.config import load_config
+
+    cfg = load_config(profile, overrides)  # a misspelt override fails here, before any notebook runs
     out = Path(out) if out is not None else runs_dir() / profile
     figures = Path(figures) if figures is not None else (project_root() or Path.cwd()) / "figures" / profile
     params = parameters_for(profile, overrides, out, figures, extra)
-    executed = []
+    executed, over = [], []
+    from fbifpn.experiments import FIGURES_ONLY
+
+    os.environ[BATCH] = "1"  # the kernels papermill starts inherit it
+    os.environ[FIGURES_ONLY] = "1" if figures_only else "0"
     for notebook in notebook_list(only):
         target = out / "notebooks" / notebook.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +143,8 @@ def run(
                 cwd=str(notebook.parent),
                 kernel_name="python3",
                 progress_bar=False,
+                # ipykernel warns on every start that its local TCP sockets are unencrypted
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
         except papermill.PapermillExecutionError as e:
             print(
@@ -130,7 +154,39 @@ def run(
             raise RuntimeError(
                 f"notebook {notebook.name} failed in cell {e.cell_index}: {e.ename}: {e.evalue}"
             ) from None
-        print(f"\r{notebook.stem:<20} done in {time.perf_counter() - start:5.0f} s -> {target}")
+        seconds, budget = time.perf_counter() - start, budget_of(cfg, notebook)
+        against = f" (budget {budget} s{', OVER' if budget and seconds > budget else ''})" if budget else ""
+        print(f"\r{notebook.stem:<20} done in {seconds:5.0f} s{against} -> {target}")
+        if budget and seconds > budget:
+            over.append(notebook.stem)
         executed.append(target)
-    print(f"tables and run outputs: {out}; figures: {figures}")
+    if over:
+        print(f"over their {profile} time budget: {', '.join(over)} (cfg.notebooks.budget_s)")
+    for line in headlines(out):
+        print(line)
+    tables = sorted(p.name for p in out.glob("0[0-9]_*.md"))
+    print(f"tables: {out} ({', '.join(tables) or 'none yet'}); figures: {figures}")
     return executed
+
+
+def headlines(out: Path) -> list[str]:
+    """The numbers a run is judged by, from the tables the notebooks wrote (what exists of them)."""
+    import pandas as pd
+
+    lines = []
+    cross = out / "04_cross_dataset.csv"
+    if cross.is_file():
+        rows = pd.read_csv(cross)
+        lines.append(f"notebook 02's detector, video AUC on each test split ({rows['train_data'].iloc[0]}):")
+        for row in rows.itertuples():
+            lines.append(
+                f"  {row.test:<12} {row.video_auc:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}], {row.videos} videos"
+            )
+    ablations = out / "03_ablations.csv"
+    if ablations.is_file():
+        table = pd.read_csv(ablations).pivot_table(
+            index="variant", columns="test", values="video_auc", sort=False
+        )
+        lines.append("ablations, video AUC (mean over seeds):")
+        lines += ["  " + line for line in table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()]
+    return lines

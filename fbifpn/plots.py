@@ -15,11 +15,96 @@ def theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 
 
-def save_figure(fig, name: str, cfg: Config, figures_dir: Path | str, note: str = "") -> Path:
+def save_figure(fig, name: str, cfg: Config, figures_dir: Path | str, note: str = "", dpi: int = 110) -> Path:
     """Write <figures_dir>/<name>.png and .pdf, and <name>.json with the config and a provenance note."""
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figures_dir / f"{name}.png", dpi=110, bbox_inches="tight")
+    png = figures_dir / f"{name}.png"
+    fig.savefig(png, dpi=dpi, bbox_inches="tight")
+    _palette(png)
     fig.savefig(figures_dir / f"{name}.pdf", bbox_inches="tight")
     (figures_dir / f"{name}.json").write_text(json.dumps({"note": note, "config": cfg.to_dict()}, indent=1))
     return figures_dir / f"{name}.png"
+
+
+def _palette(png: Path) -> None:
+    """Re-save a PNG with a 256-colour adaptive palette: a third of the size or less for heat-map
+    grids, so the committed gallery stays small; the PDF keeps full colour."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    small.save(png, optimize=True)
+
+
+def show_image(rgb, title: str = ""):
+    """An RGB array as a figure of its own (so it saves like any other figure)."""
+    import matplotlib.pyplot as plt
+
+    height, width = rgb.shape[:2]
+    fig, ax = plt.subplots(figsize=(width / 110, height / 110 + 0.3))
+    ax.imshow(rgb)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return fig
+
+
+def ablation_bars(summary):
+    """Video AUC per variant (bars) and test set (colours), with the 95 % bootstrap interval."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    variants = list(dict.fromkeys(summary["variant"]))
+    tests = list(dict.fromkeys(summary["test"]))
+    width = 0.8 / len(tests)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(variants), 3.6))
+    for i, test in enumerate(tests):
+        part = summary[summary["test"] == test].set_index("variant").reindex(variants)
+        x = np.arange(len(variants)) + (i - (len(tests) - 1) / 2) * width
+        err = np.vstack([part["video_auc"] - part["ci_low"], part["ci_high"] - part["video_auc"]])
+        ax.bar(x, part["video_auc"], width, label=test, yerr=np.nan_to_num(err), capsize=2)
+    low = float(np.nanmin(summary[["video_auc", "ci_low"]].to_numpy()))
+    ax.set(ylim=(max(0.0, min(0.5, low - 0.05)), 1.01), ylabel="video AUC", xticks=range(len(variants)))
+    ax.set_xticklabels(variants, rotation=20, ha="right")
+    ax.legend(title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def level_weight_bars(rows):
+    """The learned level weights v_l (P2 = stride 4 first) of each trained variant and seed."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = rows.reset_index(drop=True)
+    levels = max(len(w) for w in rows["level_weights"])
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * levels, 3.2))
+    for i, row in rows.iterrows():
+        x = np.arange(len(row["level_weights"])) + (i - (len(rows) - 1) / 2) * width
+        ax.bar(x, row["level_weights"], width, label=f"{row['variant']} (seed {row['seed']})")
+    ax.set(xticks=range(levels), ylabel="normalised v_l", title="F-BiFPN level weights")
+    ax.set_xticklabels([f"P{level + 2}" for level in range(levels)])
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves(scores: dict):
+    """Video-level ROC curves, one per test set, from each evaluation's scores.csv."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from sklearn.metrics import roc_curve
+
+    from fbifpn.metrics import auc, video_scores
+
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for name, path in scores.items():
+        videos = video_scores(pd.read_csv(path))
+        fpr, tpr, _ = roc_curve(videos["label"], videos["score"])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc(videos['label'], videos['score']):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="video level")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -141,17 +141,21 @@ class Explorer:
             f"{row['method']})"
         )
 
-    def snapshot(self, path: Path) -> Path:
-        """The current view as one PNG (frame above timeline): what a batch run shows instead."""
+    def snapshot_rgb(self) -> np.ndarray:
+        """The current view as one RGB image (frame above timeline): what a batch run shows instead."""
         frame = cv2.imdecode(np.frombuffer(self.frame_png(), np.uint8), cv2.IMREAD_COLOR)
         line = cv2.imdecode(np.frombuffer(self.timeline_png(), np.uint8), cv2.IMREAD_COLOR)
         width = max(frame.shape[1], line.shape[1])
 
         def pad(im):
-            return cv2.copyMakeBorder(im, 0, 0, 0, width - im.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3)  # noqa: E731
+            return cv2.copyMakeBorder(im, 0, 0, 0, width - im.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3)
 
+        return cv2.cvtColor(np.vstack([pad(frame), pad(line)]), cv2.COLOR_BGR2RGB)
+
+    def snapshot(self, path: Path) -> Path:
+        """The current view written as a PNG."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), np.vstack([pad(frame), pad(line)]))
+        cv2.imwrite(str(path), cv2.cvtColor(self.snapshot_rgb(), cv2.COLOR_RGB2BGR))
         return Path(path)
 
     def _ipython_display_(self):

@@ -123,9 +123,20 @@ def test_demo_benchmark_is_learnable():
     from fbifpn.sanity import learnability
 
     root = generate(size="demo", seed=0, workers=os.cpu_count(), progress=False) / "synth-ff"
-    out = default_prep_out(root)
+    out = default_prep_out(root, "c23")
     prep(ffpp.scan(root, dataset="synth-ff"), out, PrepOptions(), workers=os.cpu_count(), progress=False)
     result = learnability(out, steps=40)  # 40 steps: under a minute on 2 cores
     assert result["test_videos"] == 30
     assert result["video_auc"] >= 0.85, result
     assert np.isfinite(result["video_auc"])
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_crops_and_masks_come_out_at_the_input_size(manifest, train):
+    """Geometry runs once, straight to the input size (bigger or smaller than the crop)."""
+    for size in (32, 96):
+        ds = FrameDataset(manifest, size, frames_per_video=2, train=train, seed=3)
+        fake = next(ds[i] for i in range(len(ds)) if ds[i]["label"] == 1)
+        assert fake["image"].shape == (3, size, size) and fake["mask"].shape == (1, size, size)
+        assert float(fake["mask"].min()) >= 0 and float(fake["mask"].max()) <= 1
+        assert fake["mask"].mean() > 0.01  # a fake's mask survives the resize

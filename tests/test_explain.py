@@ -218,3 +218,33 @@ def test_explain_command_writes_the_table_and_the_grid(checkpoint, tmp_path, cap
     grid = cv2.imread(str(tmp_path / "grid.png"))
     assert grid is not None and grid.shape[0] > 128  # a header and at least one method row
     assert "localisation" in capsys.readouterr().out
+
+
+def test_method_tiles_one_row_per_method_with_every_map(model):
+    from fbifpn.data.cache import prepared_manifest
+    from fbifpn.data.dataset import FrameDataset
+    from fbifpn.explain import method_grid, method_tiles
+
+    cfg = load_config("smoke")
+    data = FrameDataset(
+        prepared_manifest(cfg, progress=False), 64, model.mean, model.std, split="test", frames_per_video=1
+    )
+    tiles = method_tiles(model, data, level=1)
+    assert sorted(tiles) == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+    columns = list(tiles["Deepfakes"])
+    assert columns[:3] == ["crop", "ground truth", "predicted mask"]
+    assert [c for c in columns if c.startswith("attention")] == [
+        "attention P2",
+        "attention P3",
+        "attention P4",
+    ]
+    assert columns[-2:] == ["Grad-CAM P3", "Grad-CAM backbone"]
+    for row in tiles.values():
+        assert all(tile.shape == (64, 64, 3) and tile.dtype == np.uint8 for tile in row.values())
+    fig = method_grid(model, data)
+    assert fig.axes[0].get_title() == "crop" and len(fig.axes) == 4 * len(columns)
+    only_reals = [v for v in data.videos if v["label"].iloc[0] == 0]
+    with pytest.raises(ValueError, match="no fake with a ground-truth mask"):
+        method_tiles(
+            model, FrameDataset(pd.concat(only_reals), 64, model.mean, model.std, frames_per_video=1)
+        )

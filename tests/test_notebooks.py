@@ -2,13 +2,15 @@
 copy (nbval cannot), then `pytest --nbval-lax` executes and validates it. Outputs and figures go to a
 temporary folder, never into the tracked tree."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from fbifpn.notebooks import notebook_list, prepare, run
+from fbifpn.config import ConfigError
+from fbifpn.notebooks import BATCH, notebook_list, prepare, run
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +33,34 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
         ],
         capture_output=True,
         text=True,
-        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        env=os.environ | {"HF_HUB_OFFLINE": "1", BATCH: "1"},
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:]
-    assert " passed" in result.stdout
-    assert (tmp_path / "figures" / "02_training_curves.png").is_file()
-    assert (tmp_path / "figures" / "02_training_curves.json").is_file()  # the config that made it
+    cells = sum(c["cell_type"] == "code" for copy in copies for c in json.loads(copy.read_text())["cells"])
+    assert f"{cells} passed" in result.stdout  # nbval: one test per code cell
+    assert len(copies) == 7
+    figures = tmp_path / "figures"
+    for name in (
+        "00_quickstart_gradcam",
+        "01_crops_and_masks",
+        "02_training_curves",
+        "03_ablations",
+        "03_level_weights",
+        "04_roc",
+        "05_gradcam_grid",
+        "06_explorer_snapshot",
+    ):
+        assert (figures / f"{name}.png").is_file() and (figures / f"{name}.pdf").is_file(), name
+        assert "config" in json.loads((figures / f"{name}.json").read_text())  # the config that made it
+    run_dir = tmp_path / "run"
+    table = (run_dir / "03_ablations.md").read_text()
+    assert table.startswith("*train data: synth-ff c23 (synthetic") and "| backbone_only |" in table
+    assert (run_dir / "04_cross_dataset.md").read_text().count("| synth-") == 3
+    assert (run_dir / "04_cross_manipulation.csv").is_file() and (
+        run_dir / "04_cross_compression.csv"
+    ).is_file()
+    assert (run_dir / "05_localisation.csv").is_file()
 
 
 def test_unknown_parameters_fail_with_their_name(tmp_path):
@@ -51,6 +74,37 @@ def test_unknown_parameters_fail_with_their_name(tmp_path):
 
 
 def test_a_misspelt_override_stops_the_run_naming_the_key(tmp_path):
-    with pytest.raises(RuntimeError, match=r"model\.neck\.widht"):
+    with pytest.raises(ConfigError, match=r"model\.neck\.widht"):
         run("smoke", only=["00"], overrides=["model.neck.widht=3"], out=tmp_path, figures=tmp_path)
-    assert (tmp_path / "notebooks" / "00_quickstart.ipynb").is_file()  # the partial output is kept
+    assert not (tmp_path / "notebooks").exists()  # checked before any notebook starts
+    notebook = notebook_list(["00"])[0]
+    copy = prepare(notebook, tmp_path / "x.ipynb", {"profile": "smoke", "overrides": {"model.neck.widht": 3}})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(copy),
+            str(tmp_path / "out.ipynb"),
+            "--cwd",
+            str(notebook.parent),
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        check=False,
+    )
+    assert result.returncode != 0 and "model.neck.widht" in result.stderr  # the notebook alone says it too
+
+
+@pytest.mark.parametrize("number", ["03", "04", "05", "06"])
+def test_a_notebook_without_its_inputs_names_the_notebook_to_run_first(tmp_path, number):
+    with pytest.raises(RuntimeError, match=r"run notebooks/02_train\.ipynb first"):
+        run("smoke", only=[number], out=tmp_path, figures=tmp_path / "figures")
+    assert list((tmp_path / "notebooks").glob(f"{number}_*.ipynb"))  # the partial output is kept
+
+
+def test_figures_only_fails_instead_of_training(tmp_path):
+    with pytest.raises(RuntimeError, match=r"figures only.*02_train"):
+        run("smoke", only=["02"], out=tmp_path, figures=tmp_path / "figures", figures_only=True)
+    assert not (tmp_path / "train" / "last.pt").exists()

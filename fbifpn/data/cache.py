@@ -12,11 +12,13 @@ from fbifpn.config import Config
 LAYOUT_OF = {"synth-ff": "ffpp", "synth-cdf": "celebdf", "synth-dfdc": "dfdc"}
 
 
-def default_prep_out(root: Path) -> Path | None:
-    """runs/data/<size>-seed<N>/<dataset> -> runs/prep/<dataset>-<size>-seed<N>; None elsewhere."""
+def default_prep_out(root: Path, compression: str | None = None) -> Path | None:
+    """runs/data/<size>-seed<N>/<dataset> -> runs/prep/<dataset>[-<compression>]-<size>-seed<N>
+    (the compression for the FF++ layout, whose levels are separate videos); None elsewhere."""
     root = Path(root).resolve()
     if root.parent.parent.name == "data" and root.name.startswith("synth-"):
-        return root.parent.parent.parent / "prep" / f"{root.name}-{root.parent.name}"
+        name = f"{root.name}-{compression}" if compression else root.name
+        return root.parent.parent.parent / "prep" / f"{name}-{root.parent.name}"
     return None
 
 
@@ -39,9 +41,9 @@ def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = 
         generate(size=cfg.data.synthetic, seed=cfg.data.seed, workers=os.cpu_count(), progress=progress)
         / name
     )
-    out = default_prep_out(root)
+    kwargs = {"compression": cfg.data.compression} if LAYOUT_OF[name] == "ffpp" else {}
+    out = default_prep_out(root, **kwargs)
     if not (out / "manifest.csv").is_file():
-        kwargs = {"compression": cfg.data.compression} if name == "synth-ff" else {}
         entries = LAYOUTS[LAYOUT_OF[name]].scan(root, dataset=name, **kwargs)
         options = PrepOptions(frames=cfg.data.prep_frames, size=cfg.data.crop_size)
         prep(entries, out, options, workers=os.cpu_count() or 1, progress=progress)

@@ -74,9 +74,19 @@ def _git_commit() -> str:
 
 def describe_training(cfg) -> str:
     d = cfg.data
+    without = f" without {', '.join(d.exclude_methods)}" if d.exclude_methods else ""
     if d.manifest:
-        return f"manifest {d.manifest}"
-    return f"{d.dataset} {d.compression if d.dataset == 'synth-ff' else ''} (synthetic, {d.synthetic}-seed{d.seed})"
+        return f"manifest {d.manifest}{without}"
+    level = f" {d.compression}" if d.dataset == "synth-ff" else ""
+    return f"{d.dataset}{level}{without} (synthetic, {d.synthetic}-seed{d.seed})"
+
+
+def _selection(checkpoint, saved: dict, cfg) -> str:
+    if checkpoint.stem == "best":
+        chosen = f"best validation {cfg.eval.select_on} (epoch {saved.get('best_epoch')})"
+    else:
+        chosen = f"{checkpoint.name} as saved at step {saved.get('step')}, no selection"
+    return chosen + "; test never seen in training"
 
 
 def evaluate_checkpoint(
@@ -88,8 +98,10 @@ def evaluate_checkpoint(
     tta_flip: bool | None = None,
     device: str = "auto",
     progress: bool = True,
+    beta: float | None = None,
 ) -> dict:
-    """Score a manifest split with a checkpoint; write scores.csv and metrics.json into `out`."""
+    """Score a manifest split with a checkpoint; write scores.csv and metrics.json into `out`.
+    `beta` overrides the checkpoint's weighted-discrimination beta (mask evidence in the score)."""
     import json
     import platform
     from pathlib import Path
@@ -105,8 +117,12 @@ def evaluate_checkpoint(
 
     checkpoint, out = Path(checkpoint), Path(out)
     model, cfg, saved = ckpt.load_model(checkpoint)
+    if beta is not None:
+        model.beta = beta
     dev = resolve_device(device)
     model.to(dev)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
     frames = frames or cfg.eval.frames_per_video
     tta = cfg.eval.tta_flip if tta_flip is None else tta_flip
     df = load_manifest(Path(manifest))
@@ -122,7 +138,9 @@ def evaluate_checkpoint(
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers
     )
-    scores = predict(model, loader, dev, tta_flip=tta, progress=progress)
+    scores = predict(
+        model, loader, dev, tta_flip=tta, progress=progress, channels_last=cfg.train.channels_last
+    )
     scores = scores.drop_duplicates(["video_id", "frame_idx", "face_idx"])  # short videos repeat frames
     threshold = float(saved.get("threshold", 0.5))
     result = metrics.evaluate_scores(
@@ -137,7 +155,7 @@ def evaluate_checkpoint(
             sorted({c or "as distributed" for c in df[df["split"] == split]["compression"]})
         ),
         level="frame and video (video = mean over frames of the max over faces)",
-        selection=f"best validation {cfg.eval.select_on} (epoch {saved.get('best_epoch')}); test never seen in training",
+        selection=_selection(checkpoint, saved, cfg),
     )
     report = {
         "protocol": protocol.__dict__,
@@ -147,6 +165,9 @@ def evaluate_checkpoint(
         "tta_flip": tta,
         "skipped_rows": dataset.skipped,
         "checkpoint": str(checkpoint),
+        "manifest": str(manifest),
+        "beta": beta,
+        "score": f"(1 - beta) p_cls + beta topk_mean(mask), beta = {model.beta:g}",
         "git_commit": _git_commit(),
         "device": str(dev)
         + (

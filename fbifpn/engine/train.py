@@ -96,6 +96,17 @@ class BalancedSampler(torch.utils.data.Sampler):
         return len(self.epoch_indices(self.epoch))
 
 
+def without_methods(manifest: pd.DataFrame, methods) -> pd.DataFrame:
+    """The manifest without the fakes of `methods`; reals always stay."""
+    unknown = sorted(set(methods) - set(manifest["method"]))
+    if unknown:
+        raise ValueError(
+            f"data.exclude_methods: no method {unknown[0]!r} in the manifest "
+            f"(methods: {', '.join(sorted(set(manifest['method'])))})"
+        )
+    return manifest[(manifest["label"] == 0) | ~manifest["method"].isin(methods)]
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -164,6 +175,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
     dist.barrier()
     manifest_path = dist.broadcast_object(manifest_path if main else None)
     manifest = load_manifest(manifest_path)
+    if cfg.data.exclude_methods:
+        manifest = without_methods(manifest, cfg.data.exclude_methods)
     model = build_model(cfg).to(device)
     norm = {"mean": model.mean, "std": model.std}  # the backbone's own input normalisation
     train_set = FrameDataset(

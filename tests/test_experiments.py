@@ -1,0 +1,173 @@
+"""The runs behind notebooks 03 and 04: ablations, cross-manipulation, cross-compression, their tables,
+reuse of finished runs and saved evaluations, and figures-only mode (smoke profile, CPU)."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fbifpn import load_config
+from fbifpn.config import ConfigError
+from fbifpn.data.cache import prepared_manifest
+from fbifpn.data.manifest import load_manifest
+from fbifpn.engine.train import without_methods
+from fbifpn.experiments import (
+    FIGURES_ONLY,
+    ablation,
+    ablation_table,
+    cross_compression,
+    cross_manipulation,
+    evaluated,
+    finished,
+    prepared_sets,
+    summarise,
+    trained,
+    with_overrides,
+)
+
+QUICK = {"train.epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def smoke_manifest():
+    return prepared_manifest(load_config("smoke"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def base_run(smoke_manifest, tmp_path_factory):
+    """One finished smoke run (1 epoch), shared by the tests below."""
+    cfg = load_config("smoke", QUICK)
+    run = tmp_path_factory.mktemp("base") / "train"
+    return cfg, run, trained(cfg, run, progress=False)
+
+
+def test_without_methods_keeps_reals_and_names_an_unknown_method(smoke_manifest):
+    df = load_manifest(smoke_manifest)
+    kept = without_methods(df, ["NeuralTextures"])
+    assert "NeuralTextures" not in set(kept["method"])
+    assert (kept["label"] == 0).sum() == (df["label"] == 0).sum()
+    assert {"Deepfakes", "Face2Face", "FaceSwap"} <= set(kept["method"])
+    with pytest.raises(ValueError, match="'NeuralTexture'"):
+        without_methods(df, ["NeuralTexture"])
+
+
+def test_notebook_settings_are_validated():
+    with pytest.raises(ConfigError, match="notebooks.ablation_variants: unknown variant 'no_atention'"):
+        load_config("smoke", {"notebooks.ablation_variants": ["full", "no_atention"]})
+    with pytest.raises(ConfigError, match="notebooks.budget_s.trian"):
+        load_config("smoke", {"notebooks.budget_s.trian": 3})
+    cfg = load_config("demo")
+    assert sum(vars(cfg.notebooks.budget_s).values()) <= 14 * 60  # + the benchmark: make demo in 15 min
+    assert with_overrides(cfg, {"model.variant": "no_mask"}).model.variant == "no_mask"
+    assert cfg.model.variant == "full"  # a copy, not a change
+
+
+def test_a_finished_run_is_reused_not_retrained(base_run):
+    cfg, run, first = base_run
+    assert finished(cfg, run)
+    assert not finished(with_overrides(cfg, {"train.epochs": 2}), run)
+    stamp = os.path.getmtime(run / "last.pt")
+    again = trained(cfg, run, progress=False)
+    assert again.best_checkpoint == first.best_checkpoint
+    assert os.path.getmtime(run / "last.pt") == stamp
+
+
+def test_figures_only_never_trains(base_run, tmp_path, monkeypatch):
+    cfg, run, _ = base_run
+    monkeypatch.setenv(FIGURES_ONLY, "1")
+    trained(cfg, run, progress=False)  # finished: fine
+    with pytest.raises(FileNotFoundError, match="02_train"):
+        trained(cfg, tmp_path / "nothing", progress=False, notebook="02_train")
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_evaluations_are_reused_while_newer_than_their_checkpoint(base_run, smoke_manifest, tmp_path):
+    _, _, result = base_run
+    first = evaluated(result.best_checkpoint, smoke_manifest, tmp_path / "eval", progress=False)
+    saved = tmp_path / "eval" / "metrics.json"
+    stamp = saved.stat().st_mtime
+    again = evaluated(result.best_checkpoint, smoke_manifest, tmp_path / "eval", progress=False)
+    assert saved.stat().st_mtime == stamp and again == json.loads(saved.read_text())
+    assert first["metrics"]["video"]["auc"] == again["metrics"]["video"]["auc"]
+    beta = evaluated(result.best_checkpoint, smoke_manifest, tmp_path / "eval", beta=0.5, progress=False)
+    assert beta["beta"] == 0.5 and saved.stat().st_mtime > stamp  # another beta: evaluated again
+
+
+def test_ablation_reuses_the_given_run_and_trains_the_rest(base_run, smoke_manifest, tmp_path):
+    cfg, _, result = base_run
+    cfg = with_overrides(
+        cfg, {"notebooks.ablation_variants": ["full", "backbone_only"], "notebooks.ablation_seeds": [0]}
+    )
+    tests = {"synth-ff": smoke_manifest}
+    rows = ablation(cfg, tmp_path / "abl", tests, reuse={("full", 0): result.best_checkpoint}, progress=False)
+    assert list(rows["variant"]) == ["full", "full (beta=0.5)", "backbone_only"]
+    assert not (tmp_path / "abl" / "full-seed0" / "last.pt").exists()  # reused, not retrained
+    assert (tmp_path / "abl" / "backbone_only-seed0" / "best.pt").is_file()
+    weights = rows.set_index("variant")["level_weights"]
+    assert len(weights["full"]) == 4 and math.isclose(sum(weights["full"]), 1.0, rel_tol=1e-3)
+    assert weights["backbone_only"] is None
+    assert rows["video_auc"].between(0, 1).all() and (rows["ci_low"] <= rows["ci_high"]).all()
+    text = ablation_table(summarise(rows), cfg)
+    assert text.startswith("*train data: synth-ff c23 (synthetic")
+    assert "seeds 0" in text and "| backbone_only | synth-ff | 0 |" in text
+
+
+def test_summary_averages_seeds_and_reports_their_spread():
+    rows = pd.DataFrame(
+        {
+            "variant": ["full", "full", "cls_only"],
+            "seed": [0, 1, 0],
+            "test": ["a", "a", "a"],
+            "video_auc": [0.8, 0.9, 0.7],
+            "ci_low": [0.7, 0.8, 0.6],
+            "ci_high": [0.9, 1.0, 0.8],
+            "video_ap": [0.8, 0.9, 0.7],
+            "frame_auc": [0.8, 0.9, 0.7],
+            "videos": [10, 10, 10],
+            "compression": ["c23"] * 3,
+        }
+    )
+    summary = summarise(rows).set_index("variant")
+    assert list(summary.index) == ["full", "cls_only"]  # first-seen order
+    assert summary.loc["full", "seeds"] == "0,1"
+    assert summary.loc["full", "video_auc"] == pytest.approx(0.85)
+    assert summary.loc["full", "video_auc_sd"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    assert np.isnan(summary.loc["cls_only", "video_auc_sd"])
+
+
+def test_cross_manipulation_holds_the_method_out_of_training(smoke_manifest, tmp_path):
+    cfg = with_overrides(load_config("smoke", QUICK), {"notebooks.cross_manipulation": ["FaceSwap"]})
+    rows = cross_manipulation(cfg, tmp_path, smoke_manifest)
+    assert list(rows["held_out"]) == ["FaceSwap"]
+    assert 0 <= rows["held_out_auc"].iloc[0] <= 1 and 0 <= rows["seen_auc"].iloc[0] <= 1
+    saved = json.loads((tmp_path / "without-FaceSwap" / "config.json").read_text())
+    assert saved["data"]["exclude_methods"] == ["FaceSwap"]
+    report = json.loads((tmp_path / "without-FaceSwap" / "eval" / "metrics.json").read_text())
+    assert "without FaceSwap" in report["protocol"]["train_data"]
+
+
+def test_cross_compression_tests_the_same_videos_at_c40(base_run, tmp_path):
+    cfg, _, result = base_run
+    rows = cross_compression(cfg, result.best_checkpoint, tmp_path, progress=False)
+    assert list(rows["tested on"]) == ["c23", "c40"]
+    assert rows["videos"].nunique() == 1  # the same test videos at both levels
+    c40 = json.loads((tmp_path / "c40" / "metrics.json").read_text())
+    assert c40["protocol"]["compression"] == "c40"
+    assert "synth-ff-c40-smoke-seed0" in c40["manifest"]
+
+
+def test_prepared_sets_from_data_root(smoke_manifest, tmp_path):
+    cfg = load_config("smoke")
+    synthetic = prepared_sets(cfg)
+    assert list(synthetic) == ["synth-ff", "synth-cdf", "synth-dfdc"]
+    (tmp_path / "real" / "ffpp-c23").mkdir(parents=True)
+    (tmp_path / "real" / "ffpp-c23" / "manifest.csv").write_text("x")
+    (tmp_path / "real" / "notes").mkdir()
+    assert list(prepared_sets(cfg, tmp_path / "real")) == ["ffpp-c23"]
+    with pytest.raises(FileNotFoundError, match="no prepared manifest"):
+        prepared_sets(cfg, tmp_path / "real" / "notes")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        prepared_sets(cfg, tmp_path / "missing")
