@@ -169,3 +169,17 @@ def test_no_global_statistic_separates_real_from_fake():
     aucs = shortcut_aucs(root, "c23")
     assert set(aucs) == {"brightness", "colour_balance", "bytes_per_frame", "sharpness"}
     assert all(auc < 0.65 for auc in aucs.values()), aucs
+
+
+def test_a_tree_of_another_benchmark_version_is_regenerated(tmp_path):
+    from fbifpn.data.synthetic.generate import MARKER, VERSION
+
+    root = generate(tmp_path / "b", size="smoke", seed=0, workers=1, progress=False)
+    marker = json.loads((root / MARKER).read_text())
+    (root / MARKER).write_text(json.dumps(marker | {"version": VERSION - 1}))
+    stale = root / "synth-cdf" / "Celeb-real" / "from-the-old-version.mp4"
+    stale.write_bytes(b"old")
+    generate(tmp_path / "b", size="smoke", seed=0, workers=1, progress=False)
+    assert not stale.exists()
+    assert json.loads((root / MARKER).read_text())["version"] == VERSION
+    assert (root / "synth-cdf" / "List_of_testing_videos.txt").is_file()

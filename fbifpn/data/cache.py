@@ -5,6 +5,7 @@ entry point (CLI, make demo, notebooks)."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from fbifpn.config import Config
@@ -35,6 +36,7 @@ def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = 
     from fbifpn.data.prep import PrepOptions, prep
     from fbifpn.data.sources import LAYOUTS
     from fbifpn.data.synthetic import generate
+    from fbifpn.data.synthetic.generate import MARKER
 
     name = dataset or cfg.data.dataset
     root = (
@@ -43,8 +45,13 @@ def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = 
     )
     kwargs = {"compression": cfg.data.compression} if LAYOUT_OF[name] == "ffpp" else {}
     out = default_prep_out(root, **kwargs)
+    marker = (root.parent / MARKER).read_text()
+    if (out / MARKER).is_file() and (out / MARKER).read_text() != marker:
+        print(f"{out}: prepared from another version of the benchmark; preparing it again")
+        shutil.rmtree(out)
     if not (out / "manifest.csv").is_file():
         entries = LAYOUTS[LAYOUT_OF[name]].scan(root, dataset=name, **kwargs)
         options = PrepOptions(frames=cfg.data.prep_frames, size=cfg.data.crop_size)
         prep(entries, out, options, workers=os.cpu_count() or 1, progress=progress)
+        (out / MARKER).write_text(marker)
     return out
