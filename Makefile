@@ -34,9 +34,14 @@ demo: venv
 figures: venv
 	$(PY) -m fbifpn notebooks run --profile $(PROFILE) --figures-only
 
+# Rates of SBI and preprocessing, then the harness (bare classifier / full model / peers' recipe /
+# DataLoader) on this machine for $(PROFILE); JSON reports in runs/bench/.
 bench: venv
 	$(PY) benchmarks/sbi_rate.py
 	$(PY) benchmarks/prep_rate.py
+	for mode in train infer data; do \
+	  $(PY) -m fbifpn bench $$mode --profile $(PROFILE) --json runs/bench/$$mode-$(PROFILE).json || exit 1; \
+	done
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -77,7 +77,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
     import time
 
     from fbifpn.data.synthetic import generate
+    from fbifpn.data.video import encoder
 
+    if encoder() != "pyav-x264":
+        print(
+            "note: PyAV is not installed, so OpenCV writes the videos (mp4v): c23 and c40 are then one "
+            "fixed quality, not x264 CRF 23 / 40 (pip install av for the FF++ levels)"
+        )
     start = time.perf_counter()
     root = generate(args.out, size=args.size, seed=args.seed, workers=args.workers)
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
@@ -255,6 +261,32 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from fbifpn import bench
+    from fbifpn.config import load_config
+
+    cfg = load_config(args.profile, args.overrides)
+    print(
+        f"bench {args.mode}: profile {cfg.profile}, {cfg.model.backbone.name} at {cfg.data.image_size} px, "
+        f"batch {args.batch or cfg.train.batch_size}, {args.steps} timed steps after {args.warmup}"
+    )
+    report = bench.run(
+        args.mode,
+        cfg,
+        batch=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        compile=args.compile,
+        variants=tuple(args.variants or ()),
+        sam=not args.no_sam,
+        device=args.device,
+    )
+    print(report["device"], "|", ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
+    if args.json:
+        print(f"-> {bench.write(report, args.json)}")
+    return 0
+
+
 def cmd_notebooks(args: argparse.Namespace) -> int:
     from fbifpn.notebooks import run
 
@@ -385,6 +417,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threshold", type=float, default=0.5, help="threshold of the IoU")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "bench", help="img/s of the bare classifier, the full model, the peers' recipe and the loader"
+    )
+    p.add_argument("mode", choices=["train", "infer", "data"])
+    _add_profile_args(p)
+    p.add_argument("--batch", type=int, help="batch size (default: the profile's train.batch_size)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before each measurement")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (compile time excluded)")
+    p.add_argument("--variants", nargs="+", help="ablation variants measured besides full")
+    p.add_argument("--no-sam", action="store_true", help="skip the SAM step measurement (train)")
+    p.add_argument("--device", default="auto", help="auto (the profile's train.device), cpu, cuda, cuda:1")
+    p.add_argument("--json", type=Path, help="write the report (device, versions, settings, results) here")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "notebooks", help="run the numbered notebooks with papermill (copies in runs/<profile>/)"

@@ -121,7 +121,9 @@ def localisation(
     rows = []
     layers = {"cam_neck": neck_layer(model, level)} if hasattr(model, "neck") else {}
     layers["cam_backbone"] = backbone_layer(model) if hasattr(model.backbone, "body") else None
-    for batch in tqdm(loader, desc="localisation", disable=not progress, leave=False):
+    bar = tqdm(total=len(loader), desc="localisation", disable=not progress, leave=False)
+    for batch in loader:  # never tqdm(loader): see fbifpn.engine.evaluate.predict
+        bar.update()
         keep = (batch["label"] == 1) & batch["has_mask"]
         if not keep.any():
             continue
@@ -140,6 +142,7 @@ def localisation(
                         "energy": energy_inside(heat[i], masks[i]),
                     }
                 )
+    bar.close()
     return pd.DataFrame(rows)
 
 

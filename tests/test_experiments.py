@@ -171,3 +171,19 @@ def test_prepared_sets_from_data_root(smoke_manifest, tmp_path):
         prepared_sets(cfg, tmp_path / "real" / "notes")
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         prepared_sets(cfg, tmp_path / "missing")
+
+
+def test_mask_evidence_rescoring_equals_evaluating_with_beta(base_run, smoke_manifest, tmp_path):
+    from fbifpn.experiments import with_mask_evidence
+
+    _, _, result = base_run
+    evaluated(result.best_checkpoint, smoke_manifest, tmp_path / "b0", beta=0.0, progress=False)
+    mixed = with_mask_evidence(tmp_path / "b0", 0.5)
+    direct = evaluated(result.best_checkpoint, smoke_manifest, tmp_path / "b5", beta=0.5, progress=False)
+    direct_scores = pd.read_csv(tmp_path / "b5" / "scores.csv")["score"]
+    rescored = 0.5 * pd.read_csv(tmp_path / "b0" / "scores.csv")[["score", "mask_score"]].sum(axis=1)
+    np.testing.assert_allclose(rescored, direct_scores, atol=1e-6)
+    assert mixed["metrics"]["video"]["auc"] == pytest.approx(direct["metrics"]["video"]["auc"])
+    assert mixed["beta"] == 0.5 and (tmp_path / "b0" / "metrics-beta0.5.json").is_file()
+    with pytest.raises(ValueError, match="beta = 0"):
+        with_mask_evidence(tmp_path / "b5", 0.5)

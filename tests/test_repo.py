@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # a GPU machine may have only torch, timm, numpy, opencv, pandas, pyyaml, tqdm and tensorboard.
 HEAVY = [
     "pytorch_grad_cam",
+    "av",
     "papermill",
     "facenet_pytorch",
     "ipywidgets",
@@ -104,8 +105,10 @@ sys.meta_path.insert(0, Block())
         "import fbifpn; fbifpn.build_model(fbifpn.load_config('smoke'))",
         "import runpy; sys.argv = ['fbifpn', 'info', '--profile', 'smoke', '--variant', 'full'];"
         " runpy.run_module('fbifpn', run_name='__main__')",
+        "import runpy; sys.argv = ['fbifpn', 'bench', 'train', '--profile', 'smoke', '--steps', '1',"
+        " '--warmup', '0', '--no-sam']; runpy.run_module('fbifpn', run_name='__main__')",
     ],
-    ids=["import", "info"],
+    ids=["import", "info", "bench"],
 )
 def test_lean_imports(code):
     result = subprocess.run(

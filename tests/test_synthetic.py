@@ -183,3 +183,25 @@ def test_a_tree_of_another_benchmark_version_is_regenerated(tmp_path):
     assert not stale.exists()
     assert json.loads((root / MARKER).read_text())["version"] == VERSION
     assert (root / "synth-cdf" / "List_of_testing_videos.txt").is_file()
+
+
+def test_without_pyav_opencv_writes_every_level(tmp_path, monkeypatch):
+    """A lean GPU image has no PyAV: the benchmark still writes (and records the encoder)."""
+    import importlib.util
+
+    from fbifpn.data import video
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "av" else real_find_spec(name, *a)
+    )
+    assert video.encoder() == "opencv-mp4v"
+    frames = [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(4)]
+    for level in ("raw", "c23", "c40"):
+        video.write_video(tmp_path / f"{level}.mp4", frames, level)
+        assert frame_count(tmp_path / f"{level}.mp4") == 4
+    masks = [np.full((32, 32), 255 * (i % 2), np.uint8) for i in range(4)]
+    video.write_video(tmp_path / "mask.mp4", masks, "raw", gray=True)
+    assert [int(f.mean()) for f in read_frames(tmp_path / "mask.mp4")] == [0, 255, 0, 255]  # lossless
+    root = generate(tmp_path / "b", size="smoke", seed=0, workers=1, progress=False, datasets=("synth-ff",))
+    assert json.loads((root / "benchmark.json").read_text())["encoder"] == "opencv-mp4v"

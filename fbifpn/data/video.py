@@ -2,7 +2,9 @@
 
 Levels follow FF++: `raw` is lossless (FFV1, RGB), `c23` and `c40` are H.264 (x264) at CRF 23 and 40.
 Writing uses PyAV (FFmpeg with libx264), imported only here, when a video is written; reading uses
-OpenCV, which decodes all of these.
+OpenCV, which decodes all of these. Where PyAV is missing (a lean GPU image), OpenCV writes instead:
+FFV1 stays lossless, but every cNN level becomes MPEG-4 Part 2 at OpenCV's fixed quality, so c23 and
+c40 no longer differ. `encoder()` says which one runs; the benchmark records it.
 """
 
 from __future__ import annotations
@@ -26,16 +28,41 @@ def crf_of(level: str) -> int | None:
     return int(level[1:])
 
 
+def encoder() -> str:
+    """`pyav-x264` (the FF++ levels), or `opencv-mp4v` where PyAV is not installed."""
+    import importlib.util
+
+    return "pyav-x264" if importlib.util.find_spec("av") is not None else "opencv-mp4v"
+
+
+def _write_opencv(tmp: Path, frames: Iterable[np.ndarray], crf: int | None, gray: bool) -> None:
+    writer = None
+    for frame in frames:
+        if writer is None:
+            h, w = frame.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*("FFV1" if crf is None else "mp4v"))
+            writer = cv2.VideoWriter(str(tmp), fourcc, FPS, (w, h), not gray)
+            if not writer.isOpened():
+                raise OSError(f"{tmp}: OpenCV cannot write this video (and PyAV is not installed)")
+        writer.write(np.ascontiguousarray(frame))
+    if writer is not None:
+        writer.release()
+
+
 def write_video(path: Path, frames: Iterable[np.ndarray], level: str = "c23", gray: bool = False) -> None:
     """Write BGR uint8 frames (or single-channel masks with `gray`) at a compression level.
 
     One encoder thread: the output is then byte-identical whatever else runs in parallel.
     """
-    import av  # heavy and only needed to write videos
-
     path.parent.mkdir(parents=True, exist_ok=True)
     crf = crf_of(level)
     tmp = path.with_name(path.name + ".part.mp4")
+    if encoder() == "opencv-mp4v":
+        _write_opencv(tmp, frames, crf, gray)
+        tmp.replace(path)
+        return
+    import av  # heavy and only needed to write videos
+
     with av.open(str(tmp), "w") as container:
         if crf is None:
             stream = container.add_stream("ffv1", rate=FPS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -26,7 +28,11 @@ def predict(
     model.eval()
     rows = []
     device = torch.device(device)
-    for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+    # A bar that never holds the loader: tqdm(loader) keeps the DataLoader iterator (and its worker
+    # processes) alive after the loop, and a Jupyter kernel then waited 10 s to reap them later.
+    bar = tqdm(total=len(loader), desc="predict", disable=not progress, leave=False)
+    for batch in loader:
+        bar.update()
         x = batch["image"].to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -34,7 +40,7 @@ def predict(
         scores, masks = [], []
         for view in views:
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = model(view)
+                out = model(view, heads=("cls", "mask"))  # the consistency head is for training only
             scores.append(model.score(out).float())
             if out.mask_logit is not None:
                 masks.append(topk_mean(torch.sigmoid(out.mask_logit.float()), model.score_topk))
@@ -53,10 +59,14 @@ def predict(
                     "mask_score": float(mask[i]),
                 }
             )
+    bar.close()
     return pd.DataFrame(rows)
 
 
+@functools.cache
 def _git_commit() -> str:
+    """Asked once per process: in a Jupyter kernel that has just forked DataLoader workers, a git
+    subprocess sometimes took 10 s to be reaped, on every evaluation."""
     import subprocess
     from pathlib import Path
 
@@ -65,10 +75,12 @@ def _git_commit() -> str:
             ["git", "rev-parse", "HEAD"],
             cwd=Path(__file__).parent,
             capture_output=True,
+            stdin=subprocess.DEVNULL,
             text=True,
             check=True,
+            timeout=10,
         ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 

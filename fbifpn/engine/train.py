@@ -337,31 +337,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
             )
             for batch in loader:
                 batch = _to(batch, device, cfg.train.channels_last)
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    loss, parts = criterion(net(batch["image"]), batch)
-                if isinstance(optimizer, SAM):
-                    loss.backward()
-                    _clip(model, cfg)
-                    optimizer.first_step()
-                    optimizer.zero_grad(set_to_none=True)
-                    with torch.autocast(
-                        device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
-                    ):
-                        second, _ = criterion(net(batch["image"]), batch)
-                    second.backward()
-                    _clip(model, cfg)
-                    optimizer.second_step()
-                    optimizer.zero_grad(set_to_none=True)
-                    stepped = True
-                else:
-                    scaler.scale(loss / micro).backward()
-                    stepped = (state["batch"] + 1) % micro == 0
-                    if stepped:
-                        scaler.unscale_(optimizer)
-                        _clip(model, cfg)
-                        scaler.step(optimizer)
-                        scaler.update()
-                        optimizer.zero_grad(set_to_none=True)
+                stepped = isinstance(optimizer, SAM) or (state["batch"] + 1) % micro == 0
+                parts = train_step(net, criterion, optimizer, scaler, batch, cfg, autocast_dtype, stepped)
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0) + v
                 window += 1
@@ -383,6 +360,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
                             "step": state["step"],
                             "epoch": epoch,
                             "lr": optimizer.param_groups[-1]["lr"],
+                            "images": images,  # seen by all ranks in this session (not resumed)
+                            "elapsed_s": round(time.perf_counter() - start_time, 3),
                             **values,
                         }
                     )
@@ -434,9 +413,51 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
     )
 
 
+def train_step(
+    net: torch.nn.Module,
+    criterion: MultiTaskLoss,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: dict,
+    cfg: Config,
+    autocast_dtype: torch.dtype | None,
+    apply: bool = True,
+) -> dict[str, torch.Tensor]:
+    """One micro-batch: forward, loss, backward, and the optimiser step when `apply` (SAM always
+    steps: its two passes share the batch). The loss parts come back on the device: nothing here
+    waits for the device (fp16's GradScaler aside), which a test checks."""
+    device_type = batch["image"].device.type
+    model = net.module if isinstance(net, torch.nn.parallel.DistributedDataParallel) else net
+
+    def forward() -> tuple[torch.Tensor, dict]:
+        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            return criterion(net(batch["image"]), batch)
+
+    loss, parts = forward()
+    if isinstance(optimizer, SAM):
+        loss.backward()
+        _clip(model, cfg)
+        optimizer.first_step()
+        optimizer.zero_grad(set_to_none=True)
+        second, _ = forward()
+        second.backward()
+        _clip(model, cfg)
+        optimizer.second_step()
+        optimizer.zero_grad(set_to_none=True)
+        return parts
+    scaler.scale(loss / cfg.optim.accum_steps).backward()
+    if apply:
+        scaler.unscale_(optimizer)
+        _clip(model, cfg)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+    return parts
+
+
 def _clip(model: torch.nn.Module, cfg: Config) -> None:
     if cfg.optim.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
 
 
-__all__ = ["BalancedSampler", "NonFiniteLoss", "RunResult", "fit", "validate"]
+__all__ = ["BalancedSampler", "NonFiniteLoss", "RunResult", "fit", "train_step", "validate"]

@@ -44,6 +44,10 @@ class Detector(nn.Module):
         self.score_topk = model.score_topk
         self.mean, self.std = normalization  # the backbone's own input normalization
 
+    def score_heads(self) -> tuple[str, ...]:
+        """The heads `score` reads: what inference computes (`model(x, heads=model.score_heads())`)."""
+        return ("cls",) if self.beta == 0 else ("cls", "mask")
+
     def score(self, out: ModelOutput) -> torch.Tensor:
         """Fake probability per image: (1 - beta) sigmoid(cls) + beta topk_mean(sigmoid(mask))."""
         p = torch.sigmoid(out.logit.float())
@@ -68,15 +72,22 @@ class FBiFPNMTLNet(Detector):
             heads["consistency"] = ConsistencyHead(width, model.heads.embed_dim, model.heads.grid)
         self.heads = nn.ModuleDict(heads)
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def forward(self, x: torch.Tensor, heads: tuple[str, ...] | None = None) -> ModelOutput:
+        """All heads by default (training, explanations); `heads` names the ones to run, so that
+        scoring skips the consistency head (and the mask head when beta = 0) at stride 4."""
         neck = self.neck(self.backbone(x))
         f = neck.fused
+
+        def run(name: str) -> torch.Tensor | None:
+            wanted = heads is None or name in heads
+            return self.heads[name](f) if wanted and name in self.heads else None
+
         return ModelOutput(
             logit=self.heads["cls"](f),
-            mask_logit=self.heads["mask"](f) if "mask" in self.heads else None,
+            mask_logit=run("mask"),
             attn_logits=neck.attn_logits,
             attn_levels=self.neck.attention_levels,
-            embed=self.heads["consistency"](f) if "consistency" in self.heads else None,
+            embed=run("consistency"),
             level_weights=neck.level_weights,
         )
 
@@ -90,7 +101,7 @@ class BackboneClassifier(Detector):
         self.backbone = backbone
         self.heads = nn.ModuleDict({"cls": nn.Linear(backbone.num_features, 1)})
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def forward(self, x: torch.Tensor, heads: tuple[str, ...] | None = None) -> ModelOutput:
         return ModelOutput(logit=self.heads["cls"](self.backbone(x)).squeeze(1))
 
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from fbifpn.data.synthetic.faces import Identity, sample_identity
 from fbifpn.data.synthetic.methods import METHODS, manipulate, sample_blend
 from fbifpn.data.synthetic.scenes import Domain, film, sample_expressions, sample_scene
-from fbifpn.data.video import write_video
+from fbifpn.data.video import encoder, write_video
 from fbifpn.paths import runs_dir
 
 VERSION = 3  # 3: larger synth-cdf and synth-dfdc test sets at demo size
@@ -292,6 +292,7 @@ def generate(
         "seed": seed,
         "datasets": list(datasets),
         "spec": asdict(spec),
+        "encoder": encoder(),  # opencv-mp4v (no PyAV): c23 and c40 are not the FF++ levels
     }
     marker = json.loads(json.dumps(marker))  # as it reads back from disk (tuples become lists)
     old = json.loads((root / MARKER).read_text()) if (root / MARKER).is_file() else None

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One GPU check in about 5 minutes, needing nothing from the network or this project's environment:
+# the benchmark harness on the paper profile (EfficientNet-B4 at 384 px, random init), then about
+# 3 minutes of paper-profile training on demo-size synthetic data generated here, with its images/s
+# and learning curve. Everything lands in $OUT (default runs/gpu-check).
+#
+#   OUT=/some/folder bash benchmarks/gpu_check.sh            # on the GPU machine, from the checkout
+#   GPU_CHECK_PROFILE=smoke SYNTH_SIZE=smoke TRAIN_SECONDS=20 bash benchmarks/gpu_check.sh  # CPU dry run
+#
+# The package runs from the checkout (PYTHONPATH=.) on the machine's own torch and timm: its lean
+# imports need only torch, timm, numpy, opencv, pandas, pyyaml, tqdm and tensorboard (PyAV is
+# optional: without it the videos are written by OpenCV, and benchmark.json says so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/gpu-check}
+PROFILE=${GPU_CHECK_PROFILE:-paper}
+TRAIN_SECONDS=${TRAIN_SECONDS:-180}
+SYNTH_SIZE=${SYNTH_SIZE:-demo}
+PY=${PYTHON:-python}
+WORKERS=$(nproc)
+export PYTHONPATH=. HF_HUB_OFFLINE=1
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+echo "== $(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null || echo no-git) profile $PROFILE"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi: CPU dry run"
+$PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, 'cuda', torch.cuda.is_available())"
+
+SET=(--set model.backbone.pretrained=false --set data.synthetic="$SYNTH_SIZE")
+echo "== harness: training step, then inference"
+$PY -m fbifpn bench train --profile "$PROFILE" "${SET[@]}" --steps 20 --warmup 5 \
+    --variants no_consistency backbone_only --json "$OUT/bench-train.json"
+$PY -m fbifpn bench infer --profile "$PROFILE" "${SET[@]}" --steps 30 --warmup 5 --json "$OUT/bench-infer.json"
+
+echo "== $SYNTH_SIZE-size synthetic benchmark on $WORKERS cores"
+time $PY -m fbifpn synth --size "$SYNTH_SIZE" --workers "$WORKERS"
+echo "== harness: the DataLoader (online SBI) against tensors on the device"
+$PY -m fbifpn bench data --profile "$PROFILE" "${SET[@]}" --steps 20 --warmup 5 --json "$OUT/bench-data.json"
+
+echo "== ${TRAIN_SECONDS} s of $PROFILE-profile training on synth-ff c23 ($SYNTH_SIZE size)"
+# SIGINT ends fit cleanly (its logs are closed); what it trained is in metrics.jsonl either way.
+timeout --signal=INT "$TRAIN_SECONDS" $PY -m fbifpn train --profile "$PROFILE" "${SET[@]}" \
+    --set train.epochs=1000 --set train.log_every=10 --set optim.warmup_steps=50 \
+    --run-dir "$OUT/train" || echo "(training stopped after ${TRAIN_SECONDS} s, as planned)"
+$PY benchmarks/summarise_run.py "$OUT/train" | tee "$OUT/train-summary.txt"
+echo "== done: $OUT"

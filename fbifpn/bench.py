@@ -1,0 +1,402 @@
+"""Throughput, side by side in one process on one device (so ratios compare like with like):
+
+- (a) timm's bare classifier of the profile's backbone, same size and batch, same recipe;
+- (b) F-BiFPN-MTLNet under the profile's recipe, and each ablation variant asked for;
+- (c) the full model under the peers' recipe: fp32, NCHW, no autocast;
+- (d) for `data`: training steps fed by the real DataLoader (a prepared manifest, online SBI) against
+  steps on tensors already on the device: the loader's stall ratio.
+
+SAM's cost (two passes per step) is measured separately. Every result records the device, the
+versions and the settings. Training steps are `fbifpn.engine.train.train_step`, the step `fit` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from fbifpn.config import Config, replace_dotted
+from fbifpn.losses import MultiTaskLoss
+from fbifpn.models.net import Detector, ModelOutput, build_model
+
+GOALS = {"b/a train": 0.80, "b/a infer": 0.90, "b/c": 1.7, "d": 1.10}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    precision: str  # fp32 | bf16 | fp16
+    channels_last: bool
+    compile: bool = False
+
+    @classmethod
+    def of(cls, cfg: Config, compile: bool = False) -> Recipe:
+        return cls(cfg.train.precision, cfg.train.channels_last, compile)
+
+
+PEERS = Recipe("fp32", False)
+
+
+class TimmClassifier(Detector):
+    """(a): `timm.create_model(name, num_classes=1)`, as the field's baselines train it."""
+
+    def __init__(self, cfg: Config):
+        import timm
+
+        net = timm.create_model(cfg.model.backbone.name, pretrained=False, num_classes=1)
+        config = net.pretrained_cfg
+        super().__init__(cfg.model, (config["mean"], config["std"]))
+        self.net = net
+
+    def forward(self, x: torch.Tensor, heads: tuple[str, ...] | None = None) -> ModelOutput:
+        return ModelOutput(logit=self.net(x)[:, 0])
+
+
+def random_batch(cfg: Config, batch: int, device: torch.device, channels_last: bool) -> dict:
+    """Half real, half fake with a soft elliptic mask: tensors already on the device."""
+    size = cfg.data.image_size
+    label = (torch.arange(batch) % 2).float()
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    ellipse = (1 - (xx**2 / 0.4 + yy**2 / 0.6)).clamp(0, 1)
+    image = torch.randn(batch, 3, size, size, device=device)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    return {
+        "image": image,
+        "label": label.to(device),
+        "mask": (ellipse[None, None] * label[:, None, None, None]).to(device),
+        "has_mask": torch.ones(batch, dtype=torch.bool, device=device),
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS (CPU)"
+
+
+def _prepared(model: torch.nn.Module, recipe: Recipe, device: torch.device) -> torch.nn.Module:
+    model = model.to(device)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _autocast(recipe: Recipe, device: torch.device) -> torch.dtype | None:
+    if recipe.precision == "fp16" and device.type != "cuda":
+        return None  # fp16 autocast is a GPU recipe; on a CPU the step runs in fp32
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[recipe.precision]
+
+
+def _timed(step, batches, steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per step, over `steps` after `warmup`; one device sync at each end only."""
+    for i in range(warmup):
+        step(batches(i))
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(batches(warmup + i))
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def measure_train(
+    name: str,
+    model: Detector,
+    cfg: Config,
+    recipe: Recipe,
+    device: torch.device,
+    batch: int,
+    steps: int,
+    warmup: int,
+    batches=None,
+    optimizer: str = "adamw",
+) -> dict:
+    """Images per second of `train_step` (forward, multi-task loss, backward, optimiser step)."""
+    from fbifpn.engine.optim import build_optimizer
+    from fbifpn.engine.train import train_step
+
+    model = _prepared(model, recipe, device).train()
+    run_cfg = replace_dotted(cfg, {"optim.name": optimizer, "train.precision": recipe.precision})
+    net = torch.compile(model) if recipe.compile else model
+    criterion = MultiTaskLoss(cfg)
+    opt = build_optimizer(model, run_cfg.optim)
+    scaler = torch.amp.GradScaler(device.type, enabled=recipe.precision == "fp16")
+    dtype = _autocast(recipe, device)
+    fixed = random_batch(cfg, batch, device, recipe.channels_last)
+    feed = batches or (lambda i: fixed)
+    _reset_peak(device)
+    seconds = _timed(
+        lambda b: train_step(net, criterion, opt, scaler, b, run_cfg, dtype), feed, steps, warmup, device
+    )
+    peak, peak_kind = _peak_mb(device)
+    return {
+        "name": name,
+        "mode": "train",
+        "optimizer": optimizer,
+        **asdict(recipe),
+        "img_s": batch / seconds,
+        "ms_per_step": 1000 * seconds,
+        "peak_mem_mb": peak,
+        "peak_mem_kind": peak_kind,
+    }
+
+
+@torch.inference_mode()
+def measure_infer(
+    name: str,
+    model: Detector,
+    cfg: Config,
+    recipe: Recipe,
+    device: torch.device,
+    batch: int,
+    steps: int,
+    warmup: int,
+) -> dict:
+    """Images per second of scoring: the heads `model.score` reads, and nothing else."""
+    model = _prepared(model, recipe, device).eval()
+    net = torch.compile(model) if recipe.compile else model
+    dtype = _autocast(recipe, device)
+    x = random_batch(cfg, batch, device, recipe.channels_last)["image"]
+    heads = model.score_heads()
+
+    def step(images):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            return model.score(net(images, heads=heads))
+
+    _reset_peak(device)
+    seconds = _timed(step, lambda i: x, steps, warmup, device)
+    peak, peak_kind = _peak_mb(device)
+    return {
+        "name": name,
+        "mode": "infer",
+        **asdict(recipe),
+        "heads": list(heads),
+        "img_s": batch / seconds,
+        "ms_per_step": 1000 * seconds,
+        "peak_mem_mb": peak,
+        "peak_mem_kind": peak_kind,
+    }
+
+
+def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last: bool):
+    """Batches from the real training DataLoader (balanced, online SBI), moved to the device."""
+    from fbifpn.data.cache import prepared_manifest
+    from fbifpn.data.dataset import FrameDataset
+    from fbifpn.data.manifest import load_manifest
+    from fbifpn.engine.train import BalancedSampler, _to
+
+    manifest = load_manifest(prepared_manifest(cfg))
+    model_norm = build_model(cfg, pretrained=False)
+    data = FrameDataset(
+        manifest,
+        cfg.data.image_size,
+        model_norm.mean,
+        model_norm.std,
+        split="train",
+        frames_per_video=cfg.data.frames_per_video,
+        train=True,
+        fakes=cfg.train.fakes,
+        seed=cfg.train.seed,
+    )
+    indices = BalancedSampler(data, cfg.train.seed).epoch_indices(0)
+    chunks = [indices[i : i + batch] for i in range(0, len(indices) - batch + 1, batch)]
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_sampler=chunks,
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0,
+        prefetch_factor=4 if cfg.data.num_workers > 0 else None,
+    )
+    stream = iter(loader)
+
+    def next_batch(_):
+        nonlocal stream
+        try:
+            b = next(stream)
+        except StopIteration:
+            stream = iter(loader)
+            b = next(stream)
+        return _to(b, device, channels_last)
+
+    return next_batch, len(chunks)
+
+
+def environment(device: torch.device) -> dict:
+    import numpy
+    import timm
+
+    from fbifpn import __version__
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    return {
+        "device": f"{device.type}: {name}",
+        "cpu_threads": torch.get_num_threads(),
+        "versions": {
+            "fbifpn": __version__,
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "numpy": numpy.__version__,
+            "python": platform.python_version(),
+            "cuda": torch.version.cuda,
+        },
+    }
+
+
+def run(
+    mode: str,
+    cfg: Config,
+    batch: int | None = None,
+    steps: int = 10,
+    warmup: int = 3,
+    compile: bool = False,
+    variants: tuple[str, ...] = (),
+    sam: bool = True,
+    device: str = "auto",
+    progress=print,
+) -> dict:
+    """Measure `mode` (train | infer | data) for `cfg`; the report `--json` writes."""
+    from fbifpn.engine.train import resolve_device
+
+    if mode not in ("train", "infer", "data"):
+        raise ValueError(f"bench mode {mode!r}: use train, infer or data")
+    dev = resolve_device(device if device != "auto" else cfg.train.device)
+    batch = batch or cfg.train.batch_size
+    recipe = Recipe.of(cfg, compile)
+    torch.manual_seed(0)
+
+    def model_of(variant: str) -> Detector:
+        return build_model(replace_dotted(cfg, {"model.variant": variant}), pretrained=False)
+
+    results = []
+
+    def add(result: dict) -> dict:
+        results.append(result)
+        progress(
+            f"{result['name']:<28} {result['mode']:<5} {result['precision']:<4} "
+            f"{'channels_last' if result['channels_last'] else 'NCHW':<13} {result['img_s']:9.1f} img/s"
+            f"  {result['ms_per_step']:8.1f} ms/step  peak {result['peak_mem_mb']:.0f} MB"
+        )
+        return result
+
+    ratios: dict[str, float] = {}
+    if mode == "train":
+        a = add(
+            measure_train("a: timm classifier", TimmClassifier(cfg), cfg, recipe, dev, batch, steps, warmup)
+        )
+        b = add(measure_train("b: full", model_of("full"), cfg, recipe, dev, batch, steps, warmup))
+        c = add(
+            measure_train("c: full, peers' recipe", model_of("full"), cfg, PEERS, dev, batch, steps, warmup)
+        )
+        a_peers = add(
+            measure_train(
+                "a: timm classifier, peers'", TimmClassifier(cfg), cfg, PEERS, dev, batch, steps, warmup
+            )
+        )
+        for variant in variants:
+            add(measure_train(f"b: {variant}", model_of(variant), cfg, recipe, dev, batch, steps, warmup))
+        ratios = {
+            "b/a train": b["img_s"] / a["img_s"],
+            "b/c": b["img_s"] / c["img_s"],
+            "a/a_peers (the backbone's own gain)": a["img_s"] / a_peers["img_s"],
+        }
+        if sam:
+            s = add(
+                measure_train(
+                    "b: full, SAM",
+                    model_of("full"),
+                    cfg,
+                    recipe,
+                    dev,
+                    batch,
+                    steps,
+                    warmup,
+                    optimizer="sam_adamw",
+                )
+            )
+            ratios["SAM step time / AdamW step time"] = s["ms_per_step"] / b["ms_per_step"]
+    elif mode == "infer":
+        a = add(
+            measure_infer("a: timm classifier", TimmClassifier(cfg), cfg, recipe, dev, batch, steps, warmup)
+        )
+        b = add(measure_infer("b: full", model_of("full"), cfg, recipe, dev, batch, steps, warmup))
+        c = add(
+            measure_infer("c: full, peers' recipe", model_of("full"), cfg, PEERS, dev, batch, steps, warmup)
+        )
+        for variant in variants:
+            add(measure_infer(f"b: {variant}", model_of(variant), cfg, recipe, dev, batch, steps, warmup))
+        ratios = {"b/a infer": b["img_s"] / a["img_s"], "b/c infer": b["img_s"] / c["img_s"]}
+    else:
+        feed, available = _loader_batches(cfg, batch, dev, recipe.channels_last)
+        synthetic = add(
+            measure_train(
+                "b: full, tensors on device", model_of("full"), cfg, recipe, dev, batch, steps, warmup
+            )
+        )
+        fed = add(
+            measure_train(
+                "d: full, DataLoader-fed",
+                model_of("full"),
+                cfg,
+                recipe,
+                dev,
+                batch,
+                steps,
+                warmup,
+                batches=feed,
+            )
+        )
+        fed["loader"] = {
+            "num_workers": cfg.data.num_workers,
+            "pin_memory": dev.type == "cuda",
+            "fakes": cfg.train.fakes,
+            "batches_per_epoch": available,
+        }
+        ratios = {"d": fed["ms_per_step"] / synthetic["ms_per_step"]}
+    report = {
+        "mode": mode,
+        **environment(dev),
+        "settings": {
+            "profile": cfg.profile,
+            "backbone": cfg.model.backbone.name,
+            "image_size": cfg.data.image_size,
+            "batch": batch,
+            "steps": steps,
+            "warmup": warmup,
+            "recipe": asdict(recipe),
+            "peers_recipe": asdict(PEERS),
+            "neck": {"width": cfg.model.neck.width, "layers": cfg.model.neck.layers},
+            "data": "random tensors on the device" if mode != "data" else "prepared manifest via DataLoader",
+        },
+        "results": results,
+        "ratios": ratios,
+        "goals": {k: v for k, v in GOALS.items() if k in ratios},
+    }
+    for key, value in ratios.items():
+        goal = GOALS.get(key)
+        verdict = "" if goal is None else (" (goal <= %.2f)" if key == "d" else " (goal >= %.2f)") % goal
+        progress(f"{key}: {value:.2f}{verdict}")
+    return report
+
+
+def write(report: dict, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    return path

@@ -1,0 +1,139 @@
+"""The benchmark harness on the smoke profile (CPU, seconds), and the training step's promise not to
+wait for the device."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import fbifpn
+from fbifpn import bench, build_model, load_config
+from fbifpn.cli import main
+from fbifpn.engine.optim import build_optimizer
+from fbifpn.engine.train import train_step
+from fbifpn.losses import MultiTaskLoss
+
+SETTINGS = {"mode", "device", "cpu_threads", "versions", "settings", "results", "ratios", "goals"}
+RESULT = {
+    "name",
+    "mode",
+    "precision",
+    "channels_last",
+    "compile",
+    "img_s",
+    "ms_per_step",
+    "peak_mem_mb",
+    "peak_mem_kind",
+}
+
+
+def test_train_report_holds_every_field(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert (
+        main(
+            [
+                "bench",
+                "train",
+                "--profile",
+                "smoke",
+                "--steps",
+                "2",
+                "--warmup",
+                "1",
+                "--json",
+                str(out),
+                "--variants",
+                "backbone_only",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert set(report) >= SETTINGS
+    assert {"torch", "timm", "python"} <= set(report["versions"])
+    assert report["settings"]["batch"] == 8 and report["settings"]["image_size"] == 64
+    names = [r["name"] for r in report["results"]]
+    assert names[:3] == ["a: timm classifier", "b: full", "c: full, peers' recipe"]
+    assert "b: backbone_only" in names and "b: full, SAM" in names
+    for result in report["results"]:
+        assert set(result) >= RESULT and result["img_s"] > 0
+    peers = report["results"][2]
+    assert peers["precision"] == "fp32" and not peers["channels_last"]
+    assert {"b/a train", "b/c", "SAM step time / AdamW step time"} <= set(report["ratios"])
+    assert report["goals"]["b/a train"] == 0.8
+    sam = report["ratios"]["SAM step time / AdamW step time"]
+    assert 1.2 < sam < 4  # two forward-backward passes per step
+    assert "b/a train" in capsys.readouterr().out
+
+
+def test_infer_runs_only_the_heads_the_score_reads(tmp_path):
+    report = bench.run("infer", load_config("smoke"), steps=2, warmup=1, progress=lambda *_: None)
+    full = next(r for r in report["results"] if r["name"] == "b: full")
+    assert full["heads"] == ["cls"]
+    assert set(report["ratios"]) == {"b/a infer", "b/c infer"}
+    model = build_model(load_config("smoke", {"model.beta": 0.5}), pretrained=False).eval()
+    out = model(torch.randn(2, 3, 64, 64), heads=model.score_heads())
+    assert out.mask_logit is not None and out.embed is None  # beta > 0 reads the mask, never the embedding
+    every = model(torch.randn(2, 3, 64, 64))
+    assert every.embed is not None
+
+
+def test_data_mode_compares_the_loader_with_tensors_on_the_device():
+    report = bench.run("data", load_config("smoke"), steps=2, warmup=1, progress=lambda *_: None)
+    fed = next(r for r in report["results"] if r["name"].startswith("d:"))
+    assert fed["loader"]["num_workers"] == 0 and fed["loader"]["batches_per_epoch"] > 0
+    assert report["ratios"]["d"] > 0
+
+
+def test_unknown_mode_is_an_error():
+    with pytest.raises(ValueError, match="bench mode 'fit'"):
+        bench.run("fit", load_config("smoke"))
+
+
+PACKAGE = str(Path(fbifpn.__file__).parent)
+
+
+def _step(cfg, device):
+    model = build_model(cfg, pretrained=False).to(device)
+    optimizer = build_optimizer(model, cfg.optim)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+    batch = bench.random_batch(cfg, 4, device, channels_last=False)
+    dtype = torch.bfloat16 if cfg.train.precision == "bf16" else None
+    return lambda: train_step(model, MultiTaskLoss(cfg), optimizer, scaler, batch, cfg, dtype)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"optim.name": "sam_adamw"}, {"train.precision": "bf16"}])
+def test_the_training_step_never_waits_for_the_device(monkeypatch, overrides):
+    """Forward, loss, backward and optimiser step: our code calls no .item(), .cpu(), .tolist(),
+    .numpy() nor a truth test of a tensor, so a GPU can run ahead of the Python loop (fit syncs only
+    at its log points). torch's own CPU-side step counters (Adam's `step`) are not device syncs."""
+    step = _step(load_config("smoke", overrides), torch.device("cpu"))
+    calls = []
+    for name in ("item", "cpu", "tolist", "__bool__", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            calls.append((_name, sys._getframe(1).f_code.co_filename))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    parts = step()
+    ours = [(name, file) for name, file in calls if file.startswith(PACKAGE)]
+    parts["total"].item()  # the spy sees a sync where there is one
+    monkeypatch.undo()
+    assert ours == []
+    assert calls[-1] == ("item", __file__)
+    assert all(v.dim() == 0 for v in parts.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: torch.cuda.set_sync_debug_mode")
+def test_the_training_step_never_syncs_on_cuda():
+    step = _step(load_config("smoke"), torch.device("cuda"))
+    step()  # warm-up: lazy initialisations may sync once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
