@@ -141,16 +141,38 @@ class Explorer:
             f"{row['method']})"
         )
 
-    def snapshot_rgb(self) -> np.ndarray:
-        """The current view as one RGB image (frame above timeline): what a batch run shows instead."""
-        frame = cv2.imdecode(np.frombuffer(self.frame_png(), np.uint8), cv2.IMREAD_COLOR)
-        line = cv2.imdecode(np.frombuffer(self.timeline_png(), np.uint8), cv2.IMREAD_COLOR)
-        width = max(frame.shape[1], line.shape[1])
+    def select(self, video_id: str | None = None, frame: int | None = None, kind: str | None = None) -> None:
+        """Set the controls from code (what a batch run shows); None keeps a control as it is."""
+        if video_id is not None:
+            self.video.value = video_id
+        if frame is not None:
+            self.frame.value = max(0, min(frame, self.frame.max))
+        if kind is not None:
+            self.kind.value = kind
 
-        def pad(im):
-            return cv2.copyMakeBorder(im, 0, 0, 0, width - im.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3)
-
-        return cv2.cvtColor(np.vstack([pad(frame), pad(line)]), cv2.COLOR_BGR2RGB)
+    def snapshot_rgb(self, side: int = 224) -> np.ndarray:
+        """The current view as one RGB image, what a batch run shows instead of the widget: the crop
+        and its overlay side by side, the score timeline below, and the caption under it."""
+        video_id, t = self.video.value, self.frame.value
+        out = self.outputs(video_id)
+        crop = cv2.cvtColor(denormalise(out["images"][t], self.model.mean, self.model.std), cv2.COLOR_RGB2BGR)
+        shown = cv2.imdecode(np.frombuffer(self.frame_png(), np.uint8), cv2.IMREAD_COLOR)
+        top = np.hstack(
+            [cv2.resize(im, (side, side), interpolation=cv2.INTER_NEAREST) for im in (crop, shown)]
+        )
+        line = cv2.imdecode(np.frombuffer(self.timeline_png(width=2 * side), np.uint8), cv2.IMREAD_COLOR)
+        row = self.videos[video_id].iloc[t]
+        caption = np.full((44, 2 * side, 3), 255, np.uint8)
+        texts = [
+            f"{video_id}",
+            f"frame {int(row['frame_idx'])}, {self.kind.value}: p(fake) {out['scores'][t]:.3f} "
+            f"(label {int(row['label'])}, {row['method']})",
+        ]
+        for i, text in enumerate(texts):
+            cv2.putText(
+                caption, text[:64], (4, 16 + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA
+            )
+        return cv2.cvtColor(np.vstack([top, line, caption]), cv2.COLOR_BGR2RGB)
 
     def snapshot(self, path: Path) -> Path:
         """The current view written as a PNG."""
