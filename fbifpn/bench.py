@@ -13,6 +13,7 @@ versions and the settings. Training steps are `fbifpn.engine.train.train_step`, 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import time
@@ -238,16 +239,27 @@ def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last
     return next_batch, len(chunks)
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def environment(device: torch.device) -> dict:
     import numpy
     import timm
 
     from fbifpn import __version__
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {
         "device": f"{device.type}: {name}",
         "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
         "versions": {
             "fbifpn": __version__,
             "torch": torch.__version__,

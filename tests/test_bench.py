@@ -137,3 +137,34 @@ def test_the_training_step_never_syncs_on_cuda():
         step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.slow
+def test_the_gpu_check_script_dry_runs_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh on the smoke profile and smoke data: every report and the training
+    summary appear (the GPU run uses the same script with its defaults)."""
+    import os
+    import subprocess
+
+    root = Path(fbifpn.__file__).parent.parent
+    env = os.environ | {
+        "GPU_CHECK_PROFILE": "smoke",
+        "SYNTH_SIZE": "smoke",
+        "TRAIN_SECONDS": "12",
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+    }
+    result = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu_check.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for mode in ("train", "infer", "data"):
+        report = json.loads((tmp_path / f"bench-{mode}.json").read_text())
+        assert report["mode"] == mode and report["results"]
+    summary = json.loads((tmp_path / "train" / "summary.json").read_text())
+    assert summary["steps"] > 0 and summary["img_s_incl_validation"] > 0 and summary["loss_curve"]
+    assert (tmp_path / "log.txt").is_file()
