@@ -66,10 +66,14 @@ def param_groups(model: torch.nn.Module) -> list[dict]:
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     groups = param_groups(model)
+    # On a GPU, one fused kernel updates every parameter (the CPU keeps the default, bit-exact path).
+    fused = {"fused": True} if all(p.is_cuda for p in model.parameters()) else {}
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     if cfg.name == "sam_adamw":
-        return SAM(groups, torch.optim.AdamW, rho=cfg.sam_rho, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return SAM(
+            groups, torch.optim.AdamW, rho=cfg.sam_rho, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused
+        )
     return SAM(
         groups,
         torch.optim.SGD,
