@@ -13,8 +13,6 @@ versions and the settings. Training steps are `fbifpn.engine.train.train_step`, 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +23,7 @@ import torch
 from fbifpn.config import Config, replace_dotted
 from fbifpn.losses import MultiTaskLoss
 from fbifpn.models.net import Detector, ModelOutput, build_model
+from fbifpn.provenance import environment, git_commit
 
 GOALS = {"b/a train": 0.80, "b/a infer": 0.90, "b/c": 1.7, "d": 1.10}
 
@@ -116,22 +115,39 @@ def _timed(step, batches, steps: int, warmup: int, device: torch.device) -> floa
     return (time.perf_counter() - start) / steps
 
 
+def _result(name: str, mode: str, recipe: Recipe, batch: int, seconds: float, device, **extra) -> dict:
+    peak, peak_kind = _peak_mb(device)
+    return {
+        "name": name,
+        "mode": mode,
+        **extra,
+        **asdict(recipe),
+        "img_s": batch / seconds,
+        "ms_per_step": 1000 * seconds,
+        "peak_mem_mb": peak,
+        "peak_mem_kind": peak_kind,
+    }
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every measurement of one run shares."""
+
+    cfg: Config
+    device: torch.device
+    batch: int
+    steps: int
+    warmup: int
+
+
 def measure_train(
-    name: str,
-    model: Detector,
-    cfg: Config,
-    recipe: Recipe,
-    device: torch.device,
-    batch: int,
-    steps: int,
-    warmup: int,
-    batches=None,
-    optimizer: str = "adamw",
+    name: str, model: Detector, setup: Setup, recipe: Recipe, batches=None, optimizer: str = "adamw"
 ) -> dict:
     """Images per second of `train_step` (forward, multi-task loss, backward, optimiser step)."""
     from fbifpn.engine.optim import build_optimizer
     from fbifpn.engine.train import train_step
 
+    cfg, device, batch = setup.cfg, setup.device, setup.batch
     model = _prepared(model, recipe, device).train()
     run_cfg = replace_dotted(cfg, {"optim.name": optimizer, "train.precision": recipe.precision})
     net = torch.compile(model) if recipe.compile else model
@@ -143,33 +159,19 @@ def measure_train(
     feed = batches or (lambda i: fixed)
     _reset_peak(device)
     seconds = _timed(
-        lambda b: train_step(net, criterion, opt, scaler, b, run_cfg, dtype), feed, steps, warmup, device
+        lambda b: train_step(net, criterion, opt, scaler, b, run_cfg, dtype),
+        feed,
+        setup.steps,
+        setup.warmup,
+        device,
     )
-    peak, peak_kind = _peak_mb(device)
-    return {
-        "name": name,
-        "mode": "train",
-        "optimizer": optimizer,
-        **asdict(recipe),
-        "img_s": batch / seconds,
-        "ms_per_step": 1000 * seconds,
-        "peak_mem_mb": peak,
-        "peak_mem_kind": peak_kind,
-    }
+    return _result(name, "train", recipe, batch, seconds, device, optimizer=optimizer)
 
 
 @torch.inference_mode()
-def measure_infer(
-    name: str,
-    model: Detector,
-    cfg: Config,
-    recipe: Recipe,
-    device: torch.device,
-    batch: int,
-    steps: int,
-    warmup: int,
-) -> dict:
+def measure_infer(name: str, model: Detector, setup: Setup, recipe: Recipe) -> dict:
     """Images per second of scoring: the heads `model.score` reads, and nothing else."""
+    cfg, device, batch = setup.cfg, setup.device, setup.batch
     model = _prepared(model, recipe, device).eval()
     net = torch.compile(model) if recipe.compile else model
     dtype = _autocast(recipe, device)
@@ -181,18 +183,8 @@ def measure_infer(
             return model.score(net(images, heads=heads))
 
     _reset_peak(device)
-    seconds = _timed(step, lambda i: x, steps, warmup, device)
-    peak, peak_kind = _peak_mb(device)
-    return {
-        "name": name,
-        "mode": "infer",
-        **asdict(recipe),
-        "heads": list(heads),
-        "img_s": batch / seconds,
-        "ms_per_step": 1000 * seconds,
-        "peak_mem_mb": peak,
-        "peak_mem_kind": peak_kind,
-    }
+    seconds = _timed(step, lambda i: x, setup.steps, setup.warmup, device)
+    return _result(name, "infer", recipe, batch, seconds, device, heads=list(heads))
 
 
 def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last: bool):
@@ -239,38 +231,6 @@ def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last
     return next_batch, len(chunks)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
-
-
-def environment(device: torch.device) -> dict:
-    import numpy
-    import timm
-
-    from fbifpn import __version__
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-    return {
-        "device": f"{device.type}: {name}",
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "versions": {
-            "fbifpn": __version__,
-            "torch": torch.__version__,
-            "timm": timm.__version__,
-            "numpy": numpy.__version__,
-            "python": platform.python_version(),
-            "cuda": torch.version.cuda,
-        },
-    }
-
-
 def run(
     mode: str,
     cfg: Config,
@@ -307,73 +267,34 @@ def run(
         )
         return result
 
+    setup = Setup(cfg, dev, batch, steps, warmup)
     ratios: dict[str, float] = {}
     if mode == "train":
-        a = add(
-            measure_train("a: timm classifier", TimmClassifier(cfg), cfg, recipe, dev, batch, steps, warmup)
-        )
-        b = add(measure_train("b: full", model_of("full"), cfg, recipe, dev, batch, steps, warmup))
-        c = add(
-            measure_train("c: full, peers' recipe", model_of("full"), cfg, PEERS, dev, batch, steps, warmup)
-        )
-        a_peers = add(
-            measure_train(
-                "a: timm classifier, peers'", TimmClassifier(cfg), cfg, PEERS, dev, batch, steps, warmup
-            )
-        )
+        a = add(measure_train("a: timm classifier", TimmClassifier(cfg), setup, recipe))
+        b = add(measure_train("b: full", model_of("full"), setup, recipe))
+        c = add(measure_train("c: full, peers' recipe", model_of("full"), setup, PEERS))
+        a_peers = add(measure_train("a: timm classifier, peers'", TimmClassifier(cfg), setup, PEERS))
         for variant in variants:
-            add(measure_train(f"b: {variant}", model_of(variant), cfg, recipe, dev, batch, steps, warmup))
+            add(measure_train(f"b: {variant}", model_of(variant), setup, recipe))
         ratios = {
             "b/a train": b["img_s"] / a["img_s"],
             "b/c": b["img_s"] / c["img_s"],
             "a/a_peers (the backbone's own gain)": a["img_s"] / a_peers["img_s"],
         }
         if sam:
-            s = add(
-                measure_train(
-                    "b: full, SAM",
-                    model_of("full"),
-                    cfg,
-                    recipe,
-                    dev,
-                    batch,
-                    steps,
-                    warmup,
-                    optimizer="sam_adamw",
-                )
-            )
+            s = add(measure_train("b: full, SAM", model_of("full"), setup, recipe, optimizer="sam_adamw"))
             ratios["SAM step time / AdamW step time"] = s["ms_per_step"] / b["ms_per_step"]
     elif mode == "infer":
-        a = add(
-            measure_infer("a: timm classifier", TimmClassifier(cfg), cfg, recipe, dev, batch, steps, warmup)
-        )
-        b = add(measure_infer("b: full", model_of("full"), cfg, recipe, dev, batch, steps, warmup))
-        c = add(
-            measure_infer("c: full, peers' recipe", model_of("full"), cfg, PEERS, dev, batch, steps, warmup)
-        )
+        a = add(measure_infer("a: timm classifier", TimmClassifier(cfg), setup, recipe))
+        b = add(measure_infer("b: full", model_of("full"), setup, recipe))
+        c = add(measure_infer("c: full, peers' recipe", model_of("full"), setup, PEERS))
         for variant in variants:
-            add(measure_infer(f"b: {variant}", model_of(variant), cfg, recipe, dev, batch, steps, warmup))
+            add(measure_infer(f"b: {variant}", model_of(variant), setup, recipe))
         ratios = {"b/a infer": b["img_s"] / a["img_s"], "b/c infer": b["img_s"] / c["img_s"]}
     else:
         feed, available = _loader_batches(cfg, batch, dev, recipe.channels_last)
-        synthetic = add(
-            measure_train(
-                "b: full, tensors on device", model_of("full"), cfg, recipe, dev, batch, steps, warmup
-            )
-        )
-        fed = add(
-            measure_train(
-                "d: full, DataLoader-fed",
-                model_of("full"),
-                cfg,
-                recipe,
-                dev,
-                batch,
-                steps,
-                warmup,
-                batches=feed,
-            )
-        )
+        synthetic = add(measure_train("b: full, tensors on device", model_of("full"), setup, recipe))
+        fed = add(measure_train("d: full, DataLoader-fed", model_of("full"), setup, recipe, batches=feed))
         fed["loader"] = {
             "num_workers": cfg.data.num_workers,
             "pin_memory": dev.type == "cuda",
@@ -384,6 +305,7 @@ def run(
     report = {
         "mode": mode,
         **environment(dev),
+        "git_commit": git_commit(),
         "settings": {
             "profile": cfg.profile,
             "backbone": cfg.model.backbone.name,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -63,27 +61,6 @@ def predict(
     return pd.DataFrame(rows)
 
 
-@functools.cache
-def _git_commit() -> str:
-    """Asked once per process: in a Jupyter kernel that has just forked DataLoader workers, a git
-    subprocess sometimes took 10 s to be reaped, on every evaluation."""
-    import subprocess
-    from pathlib import Path
-
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def describe_training(cfg) -> str:
     d = cfg.data
     without = f" without {', '.join(d.exclude_methods)}" if d.exclude_methods else ""
@@ -115,17 +92,14 @@ def evaluate_checkpoint(
     """Score a manifest split with a checkpoint; write scores.csv and metrics.json into `out`.
     `beta` overrides the checkpoint's weighted-discrimination beta (mask evidence in the score)."""
     import json
-    import platform
     from pathlib import Path
 
-    import numpy
-    import timm
-
-    from fbifpn import __version__, metrics
+    from fbifpn import metrics
     from fbifpn.data.dataset import FrameDataset
     from fbifpn.data.manifest import load_manifest
     from fbifpn.engine import checkpoint as ckpt
     from fbifpn.engine.train import resolve_device
+    from fbifpn.provenance import environment, git_commit
 
     checkpoint, out = Path(checkpoint), Path(out)
     model, cfg, saved = ckpt.load_model(checkpoint)
@@ -180,20 +154,8 @@ def evaluate_checkpoint(
         "manifest": str(manifest),
         "beta": beta,
         "score": f"(1 - beta) p_cls + beta topk_mean(mask), beta = {model.beta:g}",
-        "git_commit": _git_commit(),
-        "device": str(dev)
-        + (
-            f" ({torch.cuda.get_device_name(dev)})"
-            if dev.type == "cuda"
-            else f" ({platform.processor() or 'cpu'})"
-        ),
-        "versions": {
-            "fbifpn": __version__,
-            "torch": torch.__version__,
-            "timm": timm.__version__,
-            "numpy": numpy.__version__,
-            "python": platform.python_version(),
-        },
+        "git_commit": git_commit(),
+        **environment(dev),
         "config": cfg.to_dict(),
     }
     out.mkdir(parents=True, exist_ok=True)
