@@ -187,20 +187,20 @@ def measure_infer(name: str, model: Detector, setup: Setup, recipe: Recipe) -> d
     return _result(name, "infer", recipe, batch, seconds, device, heads=list(heads))
 
 
-def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last: bool):
-    """Batches from the real training DataLoader (balanced, online SBI), moved to the device."""
+def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last: bool, norm: Detector):
+    """Batches from the real training DataLoader (balanced, online SBI) normalised for `norm`'s
+    backbone, moved to the device."""
     from fbifpn.data.cache import prepared_manifest
     from fbifpn.data.dataset import FrameDataset
     from fbifpn.data.manifest import load_manifest
     from fbifpn.engine.train import BalancedSampler, _to
 
     manifest = load_manifest(prepared_manifest(cfg))
-    model_norm = build_model(cfg, pretrained=False)
     data = FrameDataset(
         manifest,
         cfg.data.image_size,
-        model_norm.mean,
-        model_norm.std,
+        norm.mean,
+        norm.std,
         split="train",
         frames_per_video=cfg.data.frames_per_video,
         train=True,
@@ -292,9 +292,10 @@ def run(
             add(measure_infer(f"b: {variant}", model_of(variant), setup, recipe))
         ratios = {"b/a infer": b["img_s"] / a["img_s"], "b/c infer": b["img_s"] / c["img_s"]}
     else:
-        feed, available = _loader_batches(cfg, batch, dev, recipe.channels_last)
-        synthetic = add(measure_train("b: full, tensors on device", model_of("full"), setup, recipe))
-        fed = add(measure_train("d: full, DataLoader-fed", model_of("full"), setup, recipe, batches=feed))
+        on_device, loader_fed = model_of("full"), model_of("full")  # two fresh copies: same start
+        feed, available = _loader_batches(cfg, batch, dev, recipe.channels_last, norm=on_device)
+        synthetic = add(measure_train("b: full, tensors on device", on_device, setup, recipe))
+        fed = add(measure_train("d: full, DataLoader-fed", loader_fed, setup, recipe, batches=feed))
         fed["loader"] = {
             "num_workers": cfg.data.num_workers,
             "pin_memory": dev.type == "cuda",

@@ -353,8 +353,7 @@ def protocol_rows(reports: dict[str, dict]) -> pd.DataFrame:
             {
                 "test": name,
                 **metrics_row(report),
-                "train_data": protocol["train_data"],
-                "compression": protocol["compression"],
+                "train_data": protocol["train_data"],  # metrics_row carries the compression
                 "selection": protocol["selection"],
             }
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from unittest import mock
 
 from fbifpn.config import parse_overrides
 from fbifpn.paths import project_root, runs_dir
@@ -128,38 +129,41 @@ def run(
     executed, over = [], []
     from fbifpn.experiments import FIGURES_ONLY
 
-    os.environ[BATCH] = "1"  # the kernels papermill starts inherit it
-    os.environ[FIGURES_ONLY] = "1" if figures_only else "0"
-    for notebook in notebook_list(only):
-        target = out / "notebooks" / notebook.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        print(f"{notebook.stem:<20} running ...", end="", flush=True)
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(target),
-                parameters=params,
-                cwd=str(notebook.parent),
-                kernel_name="python3",
-                progress_bar=False,
-                # ipykernel warns on every start that its local TCP sockets are unencrypted
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    # The kernels papermill starts inherit these; the caller's environment is left as it was.
+    flags = {BATCH: "1", FIGURES_ONLY: "1" if figures_only else "0"}
+    with mock.patch.dict(os.environ, flags):
+        for notebook in notebook_list(only):
+            target = out / "notebooks" / notebook.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            print(f"{notebook.stem:<20} running ...", end="", flush=True)
+            try:
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(target),
+                    parameters=params,
+                    cwd=str(notebook.parent),
+                    kernel_name="python3",
+                    progress_bar=False,
+                    # ipykernel warns on every start that its local TCP sockets are unencrypted
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                )
+            except papermill.PapermillExecutionError as e:
+                print(
+                    f"\r{notebook.stem:<20} FAILED in cell {e.cell_index} ({e.ename}: {e.evalue}); "
+                    f"partial output kept in {target}"
+                )
+                raise RuntimeError(
+                    f"notebook {notebook.name} failed in cell {e.cell_index}: {e.ename}: {e.evalue}"
+                ) from None
+            seconds, budget = time.perf_counter() - start, budget_of(cfg, notebook)
+            against = (
+                f" (budget {budget} s{', OVER' if budget and seconds > budget else ''})" if budget else ""
             )
-        except papermill.PapermillExecutionError as e:
-            print(
-                f"\r{notebook.stem:<20} FAILED in cell {e.cell_index} ({e.ename}: {e.evalue}); "
-                f"partial output kept in {target}"
-            )
-            raise RuntimeError(
-                f"notebook {notebook.name} failed in cell {e.cell_index}: {e.ename}: {e.evalue}"
-            ) from None
-        seconds, budget = time.perf_counter() - start, budget_of(cfg, notebook)
-        against = f" (budget {budget} s{', OVER' if budget and seconds > budget else ''})" if budget else ""
-        print(f"\r{notebook.stem:<20} done in {seconds:5.0f} s{against} -> {target}")
-        if budget and seconds > budget:
-            over.append(notebook.stem)
-        executed.append(target)
+            print(f"\r{notebook.stem:<20} done in {seconds:5.0f} s{against} -> {target}")
+            if budget and seconds > budget:
+                over.append(notebook.stem)
+            executed.append(target)
     if over:
         print(f"over their {profile} time budget: {', '.join(over)} (cfg.notebooks.budget_s)")
     for line in headlines(out):

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from fbifpn.config import ConfigError
+from fbifpn.experiments import FIGURES_ONLY
 from fbifpn.notebooks import BATCH, notebook_list, prepare, run
 
 pytestmark = pytest.mark.slow
@@ -108,3 +109,4 @@ def test_figures_only_fails_instead_of_training(tmp_path):
     with pytest.raises(RuntimeError, match=r"figures only.*02_train"):
         run("smoke", only=["02"], out=tmp_path, figures=tmp_path / "figures", figures_only=True)
     assert not (tmp_path / "train" / "last.pt").exists()
+    assert FIGURES_ONLY not in os.environ and BATCH not in os.environ  # set for the kernels only

@@ -28,6 +28,12 @@ class VideoEntry:
     landmarks: tuple[Path | None, ...] = field(default=())
 
 
+def unmasked_entry(dataset: str, split: str, method: str, label: int, vid: str, path: Path) -> VideoEntry:
+    """A video of a dataset that ships no masks and no compression levels (Celeb-DF, DFDC, DFDCP):
+    a real's mask is known to be empty, a fake's is unknown, so only reals have one."""
+    return VideoEntry(dataset, split, "", method, label, vid, path, has_mask=label == 0)
+
+
 def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise LayoutError(f"{what}: expected {path}, which does not exist")

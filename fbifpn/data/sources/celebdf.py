@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, carve_val, require, video_id
+from fbifpn.data.sources.base import LayoutError, VideoEntry, carve_val, require, unmasked_entry, video_id
 
 FOLDERS = {"Celeb-real": ("real", 0), "YouTube-real": ("real", 0), "Celeb-synthesis": ("Celeb-synthesis", 1)}
 
@@ -62,15 +62,8 @@ def scan(root: Path, dataset: str = "Celeb-DF-v2", train_list: Path | None = Non
         folder = rel.split("/")[0]
         method, label = FOLDERS[folder]
         entries.append(
-            VideoEntry(
-                dataset,
-                split,
-                "",
-                method,
-                label,
-                video_id(dataset, folder, Path(rel).stem),
-                root / rel,
-                has_mask=label == 0,
+            unmasked_entry(
+                dataset, split, method, label, video_id(dataset, folder, Path(rel).stem), root / rel
             )
         )
     return sorted(entries, key=lambda e: e.video_id)

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, require, video_id
+from fbifpn.data.sources.base import LayoutError, VideoEntry, require, unmasked_entry, video_id
 
 
 def scan(root: Path, dataset: str = "DFDC") -> list[VideoEntry]:
@@ -39,18 +39,8 @@ def scan(root: Path, dataset: str = "DFDC") -> list[VideoEntry]:
                 )
             split = "val" if part.name in val_parts else "train"
             method = "real" if label == 0 else "DFDC"
-            entries.append(
-                VideoEntry(
-                    dataset,
-                    split,
-                    "",
-                    method,
-                    label,
-                    video_id(dataset, part.name, Path(name).stem),
-                    part / name,
-                    has_mask=label == 0,
-                )
-            )
+            vid = video_id(dataset, part.name, Path(name).stem)
+            entries.append(unmasked_entry(dataset, split, method, label, vid, part / name))
     labels_path = require(root / "test" / "labels.csv", "DFDC test labels")
     with open(labels_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -58,16 +48,7 @@ def scan(root: Path, dataset: str = "DFDC") -> list[VideoEntry]:
         raise LayoutError(f"{labels_path}: expected the columns filename,label")
     for row in rows:
         label = int(float(row["label"]) >= 0.5)
-        entries.append(
-            VideoEntry(
-                dataset,
-                "test",
-                "",
-                "real" if label == 0 else "DFDC",
-                label,
-                video_id(dataset, "test", Path(row["filename"]).stem),
-                root / "test" / row["filename"],
-                has_mask=label == 0,
-            )
-        )
+        method = "real" if label == 0 else "DFDC"
+        vid = video_id(dataset, "test", Path(row["filename"]).stem)
+        entries.append(unmasked_entry(dataset, "test", method, label, vid, root / "test" / row["filename"]))
     return entries

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, carve_val, require, video_id
+from fbifpn.data.sources.base import LayoutError, VideoEntry, carve_val, require, unmasked_entry, video_id
 
 
 def _identity(rel: str) -> str:
@@ -40,15 +40,8 @@ def scan(root: Path, dataset: str = "DFDCP") -> list[VideoEntry]:
             split = "val"
         method = "real" if label == 0 else Path(rel).parts[0]
         entries.append(
-            VideoEntry(
-                dataset,
-                split,
-                "",
-                method,
-                label,
-                video_id(dataset, rel.removesuffix(".mp4")),
-                root / rel,
-                has_mask=label == 0,
+            unmasked_entry(
+                dataset, split, method, label, video_id(dataset, rel.removesuffix(".mp4")), root / rel
             )
         )
     return entries
