@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fbifpn import metrics
 from fbifpn.config import Config, replace_dotted
 from fbifpn.metrics import Protocol
 
@@ -182,8 +183,6 @@ def with_mask_evidence(folder: Path, beta: float) -> dict:
     """The report of an evaluation made with beta = 0, rescored with the mask evidence:
     s = (1 - beta) p_cls + beta topk_mean(mask). Exact without running the model again: scores.csv
     holds both terms, each already averaged over the flip views, and s is linear in them."""
-    from fbifpn import metrics
-
     folder = Path(folder)
     report = json.loads((folder / "metrics.json").read_text())
     if report.get("beta") != 0.0:
@@ -231,12 +230,7 @@ def _ci(row) -> str:
 
 
 def _markdown(frame: pd.DataFrame, protocol: Protocol) -> str:
-    """A Markdown table preceded by its protocol line, so the numbers never travel without it."""
-    cells = frame.map(lambda v: f"{v:.3f}" if isinstance(v, float) else str(v))
-    lines = [f"*{protocol.label()}*", "", "| " + " | ".join(frame.columns) + " |"]
-    lines.append("|" + "---|" * len(frame.columns))
-    lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
-    return "\n".join(lines)
+    return metrics.table(frame.to_dict("records"), protocol, list(frame.columns), digits=3)
 
 
 def ablation_table(summary: pd.DataFrame, cfg: Config) -> str:

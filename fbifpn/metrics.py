@@ -162,10 +162,10 @@ class Protocol:
         return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in asdict(self).items())
 
 
-def table(rows: list[dict], protocol: Protocol, columns: list[str]) -> str:
+def table(rows: list[dict], protocol: Protocol, columns: list[str], digits: int = 4) -> str:
     """A Markdown table preceded by its protocol line, so the numbers never travel without it."""
     lines = [f"*{protocol.label()}*", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        cells = [f"{row[c]:.{digits}f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
