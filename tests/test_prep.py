@@ -250,3 +250,28 @@ def test_synthetic_default_out(smoke_tree, tmp_path):
     )
     df = load_manifest(runs / "prep/synth-cdf-smoke-seed0")
     assert set(df.dataset) == {"synth-cdf"} and not df[df.label == 1].has_mask.any()
+
+
+@pytest.mark.parametrize("marker", ["missing", "another version"])
+def test_a_prep_cache_of_an_unknown_or_other_benchmark_version_is_made_again(
+    smoke_tree, tmp_path, monkeypatch, marker
+):
+    from fbifpn import load_config
+    from fbifpn.data.cache import prepared_manifest
+    from fbifpn.data.synthetic.generate import MARKER
+
+    monkeypatch.setenv("FBIFPN_RUNS", str(tmp_path))
+    shutil.copytree(smoke_tree, tmp_path / "data" / smoke_tree.name)  # a complete tree: reused
+    cfg = load_config("smoke", ["data.dataset=synth-cdf"])
+    out = prepared_manifest(cfg, progress=False)
+    assert out.parent == tmp_path / "prep"
+    if marker == "missing":  # a cache made before the marker existed
+        (out / MARKER).unlink()
+    else:
+        (out / MARKER).write_text(json.dumps({"version": -1}))
+    leftover = out / "crops" / "from-the-old-version.png"
+    leftover.write_bytes(b"old")
+    assert prepared_manifest(cfg, progress=False) == out
+    assert not leftover.exists()
+    assert (out / MARKER).read_text() == (smoke_tree / MARKER).read_text()
+    assert len(load_manifest(out)) > 0

@@ -46,7 +46,9 @@ def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = 
     kwargs = {"compression": cfg.data.compression} if LAYOUT_OF[name] == "ffpp" else {}
     out = default_prep_out(root, **kwargs)
     marker = (root.parent / MARKER).read_text()
-    if (out / MARKER).is_file() and (out / MARKER).read_text() != marker:
+    # A cache without the marker predates it: its version is unknown, so it is made again too.
+    made_from = (out / MARKER).read_text() if (out / MARKER).is_file() else None
+    if out.exists() and made_from != marker:
         print(f"{out}: prepared from another version of the benchmark; preparing it again")
         shutil.rmtree(out)
     if not (out / "manifest.csv").is_file():
