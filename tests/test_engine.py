@@ -6,6 +6,7 @@ import os
 import pickle
 import shutil
 import socket
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -111,6 +112,15 @@ def test_resume_with_another_model_is_refused(smoke_manifest, tmp_path):
             resume=True,
             progress=False,
         )
+
+
+def test_a_key_the_checkpoint_predates_counts_as_its_default(smoke):
+    old = {"config": smoke.to_dict()}
+    del old["config"]["model"]["heads"]["consistency_on_grid"]  # a checkpoint from before the key
+    ckpt.check_model_config(old, smoke, Path("old/last.pt"))
+    changed = load_config("smoke", ["model.heads.consistency_on_grid=true"])
+    with pytest.raises(ckpt.CheckpointError, match=r"consistency_on_grid \(False vs True\).*remove old"):
+        ckpt.check_model_config(old, changed, Path("old/last.pt"))
 
 
 class _Payload:

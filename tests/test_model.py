@@ -4,7 +4,9 @@ from conftest import random_batch
 
 from fbifpn import MultiTaskLoss, build_model, load_config
 from fbifpn.models import VARIANTS, LogitModel
+from fbifpn.models.complexity import part_costs
 from fbifpn.models.fbifpn import TOPOLOGIES, FBiFPN, ForgeryAttention, Node, bifpn, normalized
+from fbifpn.models.heads import ConsistencyHead
 from fbifpn.models.net import topk_mean
 
 
@@ -149,6 +151,7 @@ def test_every_variant_trains_and_disabled_heads_add_zero(variant, smoke):
     torch.testing.assert_close(parts["total"], expected)
     expected_heads = {
         "full": (True, True, True),
+        "full_stride4": (True, True, True),
         "no_attention": (True, True, False),
         "suppress": (True, True, True),
         "fpn": (True, True, False),
@@ -159,6 +162,52 @@ def test_every_variant_trains_and_disabled_heads_add_zero(variant, smoke):
         "backbone_only": (False, False, False),
     }[variant]
     assert tuple(present.values()) == expected_heads
+
+
+@pytest.mark.parametrize("topology", list(TOPOLOGIES))
+def test_a_narrow_finest_level_feeds_narrow_heads(topology):
+    wide = load_config("smoke", [f"model.neck.topology={topology}", "model.neck.width=16"])
+    narrow = load_config(
+        "smoke", [f"model.neck.topology={topology}", "model.neck.width=16", "model.neck.finest_width=8"]
+    )
+    model = build_model(narrow).train()
+    batch = random_batch(narrow.data.image_size)
+    out = model(batch["image"])
+    assert model.neck.out_channels == 8
+    assert out.mask_logit.shape == (4, 1, 16, 16)
+    assert all(a.shape[1] == 1 for a in out.attn_logits)
+    loss, _ = MultiTaskLoss(narrow)(out, batch)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # the heads' convs see 8 channels: a quarter of the MACs at stride 4
+    heads = {r.part: r.macs for r in part_costs(model, 64)}["heads"]
+    wide_heads = {r.part: r.macs for r in part_costs(build_model(wide), 64)}["heads"]
+    assert heads < 0.3 * wide_heads
+
+
+def test_finest_width_equal_to_width_is_the_uniform_neck(smoke):
+    same = load_config("smoke", [f"model.neck.finest_width={smoke.model.neck.width}"])
+    keys = build_model(smoke).state_dict().keys()
+    assert build_model(same).state_dict().keys() == keys  # no resampling convs: old checkpoints load
+
+
+def test_consistency_on_grid_reads_only_the_pooled_map(smoke):
+    head = ConsistencyHead(width=8, embed_dim=4, grid=4, on_grid=True).eval()
+    x = torch.randn(2, 8, 16, 16)
+    # a pattern that averages to zero over every 4 x 4 cell changes nothing on the grid
+    checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(head(x + checker), head(x))
+        assert head(x).shape == (2, 4, 4, 4)
+        at_stride4 = ConsistencyHead(width=8, embed_dim=4, grid=4).eval()
+        assert not torch.allclose(at_stride4(x + checker), at_stride4(x))
+
+
+def test_full_stride4_is_the_specified_cost():
+    cheap = ["model.neck.finest_width=16", "model.heads.consistency_on_grid=true"]
+    model = build_model(load_config("smoke", [*cheap, "model.variant=full_stride4"]))
+    assert model.neck.out_channels == load_config("smoke").model.neck.width
+    assert not model.heads["consistency"].on_grid
 
 
 def test_logit_model_for_grad_cam(smoke):

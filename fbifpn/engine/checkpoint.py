@@ -78,11 +78,15 @@ def config_of(checkpoint: dict[str, Any]) -> Config:
 
 
 def check_model_config(checkpoint: dict[str, Any], cfg: Config, path: Path) -> None:
-    """Resuming with another model is an error that names the differing keys."""
-    saved, wanted = checkpoint["config"]["model"], cfg.to_dict()["model"]
+    """Resuming with another model is an error that names the differing keys. A key the checkpoint
+    predates counts as its default, the value that built that model."""
+    saved, wanted = config_of(checkpoint).to_dict()["model"], cfg.to_dict()["model"]
     diff = sorted(_diff(saved, wanted))
     if diff:
-        raise CheckpointError(f"{path}: its model config differs from this run's at {', '.join(diff)}")
+        raise CheckpointError(
+            f"{path}: its model config differs from this run's at {', '.join(diff)}; "
+            f"train into another run folder, or remove {Path(path).parent} to start this one afresh"
+        )
 
 
 def _diff(a: dict, b: dict, prefix: str = "model.") -> list[str]:

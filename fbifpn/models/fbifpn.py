@@ -11,7 +11,10 @@ CVPR 2024): at every top-down node, `A = sigmoid(conv1x1(up(P_higher)))` modulat
 before fusion, `(1 + A) * P` (emphasize) or `(1 - A) * P` (suppress). Each `A` is returned as a logit
 map so the loss can deep-supervise it with the forgery-location mask.
 
-Levels are numbered from the finest (0, stride 4) to the coarsest.
+Levels are numbered from the finest (0, stride 4) to the coarsest. The finest level may be narrower
+than the others (`neck.finest_width`): its maps are 16x larger than at stride 16, so its width sets most
+of the neck's and all of the heads' cost. A 1x1 conv + BN moves a map between widths, applied at the
+lower of the two resolutions (EfficientDet's resampling between levels of different widths).
 """
 
 from __future__ import annotations
@@ -130,6 +133,21 @@ def normalized(raw: torch.Tensor, eps: float) -> torch.Tensor:
     return w / (w.sum() + eps)
 
 
+def channel_resample(in_width: int, out_width: int) -> nn.Module:
+    if in_width == out_width:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(in_width, out_width, 1, bias=False), nn.BatchNorm2d(out_width))
+
+
+def moved(
+    x: torch.Tensor, resample: nn.Module, size: tuple[int, int], from_level: int, to_level: int, mode: str
+) -> torch.Tensor:
+    """A map at `to_level`'s size and width; the width changes at the lower resolution of the two."""
+    if from_level > to_level:
+        return resize_to(resample(x), size, from_level, to_level, mode)
+    return resample(resize_to(x, size, from_level, to_level, mode))
+
+
 class SeparableConvBlock(nn.Module):
     """SiLU, depthwise 3x3, pointwise 1x1, BN."""
 
@@ -163,7 +181,7 @@ class ForgeryAttention(nn.Module):
 
 
 class FusionNode(nn.Module):
-    def __init__(self, node: Node, entry_levels: list[int], width: int, cfg: NeckConfig):
+    def __init__(self, node: Node, entry_levels: list[int], widths: dict[int, int], cfg: NeckConfig):
         super().__init__()
         if entry_levels[node.inputs[0]] != node.level:
             raise ValueError(f"node {node}: inputs[0] must be the lateral input at level {node.level}")
@@ -171,6 +189,10 @@ class FusionNode(nn.Module):
         self.input_levels = [entry_levels[i] for i in node.inputs]
         self.eps = cfg.eps
         self.upsample = cfg.upsample
+        width = widths[node.level]
+        self.resample = nn.ModuleList(
+            channel_resample(widths[level], width) for level in self.input_levels[1:]
+        )
         self.weight = nn.Parameter(torch.ones(len(node.inputs)))
         use_attention = node.attend and cfg.attention != "none"
         self.attention = ForgeryAttention(width, cfg.attention) if use_attention else None
@@ -182,9 +204,10 @@ class FusionNode(nn.Module):
     def forward(self, entries: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         lateral = entries[self.node.inputs[0]]
         size = lateral.shape[-2:]
+        others = zip(self.node.inputs[1:], self.input_levels[1:], self.resample, strict=True)
         inputs = [lateral] + [
-            resize_to(entries[i], size, level, self.node.level, self.upsample)
-            for i, level in zip(self.node.inputs[1:], self.input_levels[1:], strict=True)
+            moved(entries[i], resample, size, level, self.node.level, self.upsample)
+            for i, level, resample in others
         ]
         attn_logit = None
         if self.attention is not None:
@@ -195,10 +218,10 @@ class FusionNode(nn.Module):
 class FusionLayer(nn.Module):
     """One pass over a topology's node list."""
 
-    def __init__(self, topology: Topology, width: int, cfg: NeckConfig):
+    def __init__(self, topology: Topology, widths: dict[int, int], cfg: NeckConfig):
         super().__init__()
         levels = topology.entry_levels()
-        self.nodes = nn.ModuleList(FusionNode(node, levels, width, cfg) for node in topology.nodes)
+        self.nodes = nn.ModuleList(FusionNode(node, levels, widths, cfg) for node in topology.nodes)
         self.outputs = topology.outputs()
 
     def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -214,13 +237,14 @@ class FusionLayer(nn.Module):
 
 @dataclass
 class NeckOutput:
-    fused: torch.Tensor  # [B, W, H/4, W/4]
+    fused: torch.Tensor  # [B, W_finest, H/4, W/4]
     attn_logits: list[torch.Tensor]  # every attention map, layer by layer, top-down order
     level_weights: torch.Tensor  # normalized v_l, one per level the neck outputs
 
 
 class FBiFPN(nn.Module):
-    """Projection to width W, L fusion layers, then adaptive level weighting down to the finest level."""
+    """Projection to each level's width, L fusion layers, then adaptive level weighting down to the
+    finest level."""
 
     def __init__(self, in_channels: list[int], cfg: NeckConfig):
         super().__init__()
@@ -228,18 +252,23 @@ class FBiFPN(nn.Module):
         self.levels = self.topology.levels
         self.eps = cfg.eps
         self.upsample = cfg.upsample
+        finest = cfg.finest_width or cfg.width
+        widths = {level: finest if level == 0 else cfg.width for level in range(len(in_channels))}
         self.proj = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(in_channels[level], cfg.width, 1, bias=False), nn.BatchNorm2d(cfg.width))
+            nn.Sequential(
+                nn.Conv2d(in_channels[level], widths[level], 1, bias=False), nn.BatchNorm2d(widths[level])
+            )
             for level in self.levels
         )
-        self.layers = nn.ModuleList(FusionLayer(self.topology, cfg.width, cfg) for _ in range(cfg.layers))
+        self.layers = nn.ModuleList(FusionLayer(self.topology, widths, cfg) for _ in range(cfg.layers))
+        self.out_resample = nn.ModuleList(channel_resample(widths[level], finest) for level in self.levels)
         # v_l: learned when level weighting is on, a fixed equal average otherwise.
         v = torch.ones(len(self.levels))
         if cfg.level_weighting:
             self.level_weight = nn.Parameter(v)
         else:
             self.register_buffer("level_weight", v)
-        self.out_channels = cfg.width
+        self.out_channels = finest
         self.attention_levels = [
             node.level
             for layer in self.layers
@@ -255,7 +284,8 @@ class FBiFPN(nn.Module):
             attn_logits.extend(maps)
         size = features[0].shape[-2:]
         fused_levels = [
-            resize_to(f, size, level, 0, self.upsample) for f, level in zip(x, self.levels, strict=True)
+            moved(f, resample, size, level, 0, self.upsample)
+            for f, level, resample in zip(x, self.levels, self.out_resample, strict=True)
         ]
         fused = weighted_average(fused_levels, self.level_weight, self.eps)
         return NeckOutput(fused, attn_logits, normalized(self.level_weight, self.eps))

@@ -53,15 +53,19 @@ class MaskHead(nn.Module):
 
 
 class ConsistencyHead(nn.Module):
-    """D-dim embeddings on a G x G grid; `consistency_logits` turns them into the pairwise volume."""
+    """D-dim embeddings on a G x G grid; `consistency_logits` turns them into the pairwise volume.
+    `on_grid` pools first and runs the convs on the grid rather than at stride 4."""
 
-    def __init__(self, width: int, embed_dim: int, grid: int):
+    def __init__(self, width: int, embed_dim: int, grid: int, on_grid: bool = False):
         super().__init__()
         self.conv = conv_bn_act(width, width)
         self.out = nn.Conv2d(width, embed_dim, 1)
         self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.on_grid = on_grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.on_grid:
+            return self.out(self.conv(self.pool(x)))
         return self.pool(self.out(self.conv(x)))
 
 

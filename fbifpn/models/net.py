@@ -69,7 +69,9 @@ class FBiFPNMTLNet(Detector):
         if model.heads.mask:
             heads["mask"] = MaskHead(width)
         if model.heads.consistency:
-            heads["consistency"] = ConsistencyHead(width, model.heads.embed_dim, model.heads.grid)
+            heads["consistency"] = ConsistencyHead(
+                width, model.heads.embed_dim, model.heads.grid, model.heads.consistency_on_grid
+            )
         self.heads = nn.ModuleDict(heads)
 
     def forward(self, x: torch.Tensor, heads: tuple[str, ...] | None = None) -> ModelOutput:

@@ -21,6 +21,10 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "full": Variant("F-BiFPN (emphasize attention) + cls, mask and consistency heads"),
+    "full_stride4": Variant(
+        "full at method.md's cost: every level at neck.width, consistency convs at stride 4",
+        {"neck.finest_width": None, "heads.consistency_on_grid": False},
+    ),
     "no_attention": Variant("plain BiFPN: no forgery attention", {"neck.attention": "none"}),
     "suppress": Variant(
         "attention suppresses instead of emphasizing (LAA-Net E-FPN)", {"neck.attention": "suppress"}
