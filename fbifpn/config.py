@@ -177,7 +177,7 @@ class NotebooksConfig:
     # Notebook 03: every variant at the same budget as notebook 02 (whose run is `full`, seed 0).
     ablation_variants: tuple[str, ...] = (
         "full",
-        "full_stride4",
+        "grid_consistency",
         "no_attention",
         "suppress",
         "fpn",

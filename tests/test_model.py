@@ -151,7 +151,7 @@ def test_every_variant_trains_and_disabled_heads_add_zero(variant, smoke):
     torch.testing.assert_close(parts["total"], expected)
     expected_heads = {
         "full": (True, True, True),
-        "full_stride4": (True, True, True),
+        "grid_consistency": (True, True, True),
         "no_attention": (True, True, False),
         "suppress": (True, True, True),
         "fpn": (True, True, False),
@@ -203,11 +203,9 @@ def test_consistency_on_grid_reads_only_the_pooled_map(smoke):
         assert not torch.allclose(at_stride4(x + checker), at_stride4(x))
 
 
-def test_full_stride4_is_the_specified_cost():
-    cheap = ["model.neck.finest_width=16", "model.heads.consistency_on_grid=true"]
-    model = build_model(load_config("smoke", [*cheap, "model.variant=full_stride4"]))
-    assert model.neck.out_channels == load_config("smoke").model.neck.width
-    assert not model.heads["consistency"].on_grid
+def test_method_md_order_by_default_and_the_grid_as_a_variant(smoke):
+    assert not build_model(smoke).heads["consistency"].on_grid
+    assert build_model(load_config("smoke", ["model.variant=grid_consistency"])).heads["consistency"].on_grid
 
 
 def test_logit_model_for_grad_cam(smoke):

@@ -21,9 +21,9 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "full": Variant("F-BiFPN (emphasize attention) + cls, mask and consistency heads"),
-    "full_stride4": Variant(
-        "full at method.md's cost: every level at neck.width, consistency convs at stride 4",
-        {"neck.finest_width": None, "heads.consistency_on_grid": False},
+    "grid_consistency": Variant(
+        "full, with the consistency head's convs on the pooled G x G grid (a speed option)",
+        {"heads.consistency_on_grid": True},
     ),
     "no_attention": Variant("plain BiFPN: no forgery attention", {"neck.attention": "none"}),
     "suppress": Variant(
