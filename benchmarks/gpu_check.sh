@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# One GPU check in about 5 minutes, needing nothing from the network or this project's environment:
-# the benchmark harness on the paper profile (EfficientNet-B4 at 384 px, random init), then about
-# 3 minutes of paper-profile training on demo-size synthetic data generated here, with its images/s
-# and learning curve. Everything lands in $OUT (default runs/gpu-check).
+# One GPU check in about 5-6 minutes, needing nothing from the network or this project's environment:
+# the benchmark harness on the paper profile (EfficientNet-B4 at 384 px, random init), with the full
+# model beside its two speed options (the consistency head on its grid, a half-width stride-4 level)
+# and under torch.compile; then 2 minutes of paper-profile training on demo-size synthetic data
+# generated here, with its images/s and learning curve. Everything lands in $OUT (default
+# runs/gpu-check).
 #
 #   OUT=/some/folder bash benchmarks/gpu_check.sh            # on the GPU machine, from the checkout
-#   GPU_CHECK_PROFILE=smoke SYNTH_SIZE=smoke TRAIN_SECONDS=20 bash benchmarks/gpu_check.sh  # CPU dry run
+#   GPU_CHECK_PROFILE=smoke SYNTH_SIZE=smoke TRAIN_SECONDS=20 COMPILE_SECONDS=0 \
+#       bash benchmarks/gpu_check.sh                           # CPU dry run
 #
 # The package runs from the checkout (PYTHONPATH=.) on the machine's own torch and timm: its lean
 # imports need only torch, timm, numpy, opencv, pandas, pyyaml, tqdm and tensorboard (PyAV is
@@ -14,7 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu-check}
 PROFILE=${GPU_CHECK_PROFILE:-paper}
-TRAIN_SECONDS=${TRAIN_SECONDS:-180}
+TRAIN_SECONDS=${TRAIN_SECONDS:-120}
+COMPILE_SECONDS=${COMPILE_SECONDS:-90}  # 0 skips the torch.compile measurement
 SYNTH_SIZE=${SYNTH_SIZE:-demo}
 PY=${PYTHON:-python}
 WORKERS=$(nproc)
@@ -26,15 +30,28 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no
 $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, 'cuda', torch.cuda.is_available())"
 
 SET=(--set model.backbone.pretrained=false --set data.synthetic="$SYNTH_SIZE")
+HALF=$($PY -c "from fbifpn import load_config; print(load_config('$PROFILE').model.neck.width // 2)")
 echo "== harness: training step, then inference"
-$PY -m fbifpn bench train --profile "$PROFILE" "${SET[@]}" --steps 20 --warmup 5 \
-    --variants no_consistency backbone_only --json "$OUT/bench-train.json"
-$PY -m fbifpn bench infer --profile "$PROFILE" "${SET[@]}" --steps 30 --warmup 5 --json "$OUT/bench-infer.json"
+$PY -m fbifpn bench train --profile "$PROFILE" "${SET[@]}" --steps 7 --rounds 3 --warmup 5 \
+    --variants grid_consistency no_consistency backbone_only --json "$OUT/bench-train.json"
+$PY -m fbifpn bench infer --profile "$PROFILE" "${SET[@]}" --steps 10 --rounds 3 --warmup 5 \
+    --variants grid_consistency --json "$OUT/bench-infer.json"
+echo "== harness with the stride-4 level at half width (model.neck.finest_width, an option)"
+$PY -m fbifpn bench train --profile "$PROFILE" "${SET[@]}" --set model.neck.finest_width="$HALF" \
+    --steps 4 --rounds 3 --warmup 3 --no-sam --json "$OUT/bench-train-narrow.json"
+$PY -m fbifpn bench infer --profile "$PROFILE" "${SET[@]}" --set model.neck.finest_width="$HALF" \
+    --steps 7 --rounds 3 --warmup 5 --json "$OUT/bench-infer-narrow.json"
+if [ "$COMPILE_SECONDS" -gt 0 ]; then
+    echo "== harness under torch.compile (compile time excluded; given up after $COMPILE_SECONDS s)"
+    timeout "$COMPILE_SECONDS" $PY -m fbifpn bench train --profile "$PROFILE" "${SET[@]}" --steps 7 \
+        --rounds 3 --warmup 5 --compile --no-sam --json "$OUT/bench-train-compile.json" \
+        || echo "(torch.compile measurement did not finish in $COMPILE_SECONDS s)"
+fi
 
 echo "== $SYNTH_SIZE-size synthetic benchmark on $WORKERS cores"
 time $PY -m fbifpn synth --size "$SYNTH_SIZE" --workers "$WORKERS"
 echo "== harness: the DataLoader (online SBI) against tensors on the device"
-$PY -m fbifpn bench data --profile "$PROFILE" "${SET[@]}" --steps 20 --warmup 5 --json "$OUT/bench-data.json"
+$PY -m fbifpn bench data --profile "$PROFILE" "${SET[@]}" --steps 7 --rounds 3 --warmup 5 --json "$OUT/bench-data.json"
 
 echo "== ${TRAIN_SECONDS} s of $PROFILE-profile training on synth-ff c23 ($SYNTH_SIZE size)"
 # SIGINT ends fit cleanly (its logs are closed); what it trained is in metrics.jsonl either way.

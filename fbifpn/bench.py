@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import resource
+import statistics
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -103,32 +106,6 @@ def _autocast(recipe: Recipe, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[recipe.precision]
 
 
-def _timed(step, batches, steps: int, warmup: int, device: torch.device) -> float:
-    """Seconds per step, over `steps` after `warmup`; one device sync at each end only."""
-    for i in range(warmup):
-        step(batches(i))
-    _sync(device)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(batches(warmup + i))
-    _sync(device)
-    return (time.perf_counter() - start) / steps
-
-
-def _result(name: str, mode: str, recipe: Recipe, batch: int, seconds: float, device, **extra) -> dict:
-    peak, peak_kind = _peak_mb(device)
-    return {
-        "name": name,
-        "mode": mode,
-        **extra,
-        **asdict(recipe),
-        "img_s": batch / seconds,
-        "ms_per_step": 1000 * seconds,
-        "peak_mem_mb": peak,
-        "peak_mem_kind": peak_kind,
-    }
-
-
 @dataclass(frozen=True)
 class Setup:
     """What every measurement of one run shares."""
@@ -136,18 +113,80 @@ class Setup:
     cfg: Config
     device: torch.device
     batch: int
-    steps: int
+    steps: int  # timed steps per round
     warmup: int
+    rounds: int = 3
 
 
-def measure_train(
+@dataclass
+class Trial:
+    """One thing to time: a step, what feeds it, and what its result records."""
+
+    name: str
+    mode: str
+    recipe: Recipe
+    step: Callable[[Any], Any]
+    feed: Callable[[int], Any]
+    extra: dict = field(default_factory=dict)
+
+
+def measure(trials: list[Trial], setup: Setup, interleave: bool = True) -> list[dict]:
+    """Every trial warms up, then runs `setup.rounds` rounds of `setup.steps` steps; its rate is the
+    median over rounds. Interleaved, the rounds take the trials in turn, so a slow spell of a shared
+    machine falls on all of them alike instead of on whichever was running (ratios on 2 shared cores
+    moved by up to 0.15 between runs when each model was timed in one block). One device sync at each
+    end of a round only."""
+    device, fed = setup.device, dict.fromkeys((t.name for t in trials), 0)
+
+    def round_of(trial: Trial, steps: int) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            trial.step(trial.feed(fed[trial.name]))
+            fed[trial.name] += 1
+        _sync(device)
+        return (time.perf_counter() - start) / steps
+
+    seconds: dict[str, list[float]] = {t.name: [] for t in trials}
+    peaks: dict[str, tuple[float, str]] = {}
+    rounds = range(setup.rounds)
+    order = [t for _ in rounds for t in trials] if interleave else [t for t in trials for _ in rounds]
+    for t in trials:
+        if setup.warmup:
+            round_of(t, setup.warmup)
+    for t in order:
+        _reset_peak(device)
+        seconds[t.name].append(round_of(t, setup.steps))
+        peak = _peak_mb(device)
+        peaks[t.name] = max(peaks.get(t.name, peak), peak)
+    results = []
+    for t in trials:
+        median = statistics.median(seconds[t.name])
+        peak, peak_kind = peaks[t.name]
+        results.append(
+            {
+                "name": t.name,
+                "mode": t.mode,
+                **t.extra,
+                **asdict(t.recipe),
+                "img_s": setup.batch / median,
+                "ms_per_step": 1000 * median,
+                "round_ms": [round(1000 * x, 2) for x in seconds[t.name]],
+                "peak_mem_mb": peak,
+                "peak_mem_kind": peak_kind,
+            }
+        )
+    return results
+
+
+def train_trial(
     name: str, model: Detector, setup: Setup, recipe: Recipe, batches=None, optimizer: str = "adamw"
-) -> dict:
-    """Images per second of `train_step` (forward, multi-task loss, backward, optimiser step)."""
+) -> Trial:
+    """`train_step` (forward, multi-task loss, backward, optimiser step), the step `fit` runs."""
     from fbifpn.engine.optim import build_optimizer
     from fbifpn.engine.train import train_step
 
-    cfg, device, batch = setup.cfg, setup.device, setup.batch
+    cfg, device = setup.cfg, setup.device
     model = _prepared(model, recipe, device).train()
     run_cfg = replace_dotted(cfg, {"optim.name": optimizer, "train.precision": recipe.precision})
     net = torch.compile(model) if recipe.compile else model
@@ -155,36 +194,32 @@ def measure_train(
     opt = build_optimizer(model, run_cfg.optim)
     scaler = torch.amp.GradScaler(device.type, enabled=recipe.precision == "fp16")
     dtype = _autocast(recipe, device)
-    fixed = random_batch(cfg, batch, device, recipe.channels_last)
-    feed = batches or (lambda i: fixed)
-    _reset_peak(device)
-    seconds = _timed(
-        lambda b: train_step(net, criterion, opt, scaler, b, run_cfg, dtype),
-        feed,
-        setup.steps,
-        setup.warmup,
-        device,
+    fixed = random_batch(cfg, setup.batch, device, recipe.channels_last)
+    return Trial(
+        name,
+        "train",
+        recipe,
+        step=lambda b: train_step(net, criterion, opt, scaler, b, run_cfg, dtype),
+        feed=batches or (lambda i: fixed),
+        extra={"optimizer": optimizer},
     )
-    return _result(name, "train", recipe, batch, seconds, device, optimizer=optimizer)
 
 
-@torch.inference_mode()
-def measure_infer(name: str, model: Detector, setup: Setup, recipe: Recipe) -> dict:
-    """Images per second of scoring: the heads `model.score` reads, and nothing else."""
-    cfg, device, batch = setup.cfg, setup.device, setup.batch
+def infer_trial(name: str, model: Detector, setup: Setup, recipe: Recipe) -> Trial:
+    """Scoring: the heads `model.score` reads, and nothing else."""
+    device = setup.device
     model = _prepared(model, recipe, device).eval()
     net = torch.compile(model) if recipe.compile else model
     dtype = _autocast(recipe, device)
-    x = random_batch(cfg, batch, device, recipe.channels_last)["image"]
+    x = random_batch(setup.cfg, setup.batch, device, recipe.channels_last)["image"]
     heads = model.score_heads()
 
+    @torch.inference_mode()
     def step(images):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             return model.score(net(images, heads=heads))
 
-    _reset_peak(device)
-    seconds = _timed(step, lambda i: x, setup.steps, setup.warmup, device)
-    return _result(name, "infer", recipe, batch, seconds, device, heads=list(heads))
+    return Trial(name, "infer", recipe, step=step, feed=lambda i: x, extra={"heads": list(heads)})
 
 
 def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last: bool, norm: Detector):
@@ -235,12 +270,13 @@ def run(
     mode: str,
     cfg: Config,
     batch: int | None = None,
-    steps: int = 10,
+    steps: int = 5,
     warmup: int = 3,
     compile: bool = False,
     variants: tuple[str, ...] = (),
     sam: bool = True,
     device: str = "auto",
+    rounds: int = 3,
     progress=print,
 ) -> dict:
     """Measure `mode` (train | infer | data) for `cfg`; the report `--json` writes."""
@@ -248,6 +284,8 @@ def run(
 
     if mode not in ("train", "infer", "data"):
         raise ValueError(f"bench mode {mode!r}: use train, infer or data")
+    if rounds < 1 or steps < 1:
+        raise ValueError(f"bench: --rounds and --steps must be at least 1 (got {rounds}, {steps})")
     dev = resolve_device(device if device != "auto" else cfg.train.device)
     batch = batch or cfg.train.batch_size
     recipe = Recipe.of(cfg, compile)
@@ -256,53 +294,72 @@ def run(
     def model_of(variant: str) -> Detector:
         return build_model(replace_dotted(cfg, {"model.variant": variant}), pretrained=False)
 
-    results = []
-
-    def add(result: dict) -> dict:
-        results.append(result)
-        progress(
-            f"{result['name']:<28} {result['mode']:<5} {result['precision']:<4} "
-            f"{'channels_last' if result['channels_last'] else 'NCHW':<13} {result['img_s']:9.1f} img/s"
-            f"  {result['ms_per_step']:8.1f} ms/step  peak {result['peak_mem_mb']:.0f} MB"
-        )
-        return result
-
-    setup = Setup(cfg, dev, batch, steps, warmup)
-    ratios: dict[str, float] = {}
+    setup = Setup(cfg, dev, batch, steps, warmup, rounds)
+    interleave = True
     if mode == "train":
-        a = add(measure_train("a: timm classifier", TimmClassifier(cfg), setup, recipe))
-        b = add(measure_train("b: full", model_of("full"), setup, recipe))
-        c = add(measure_train("c: full, peers' recipe", model_of("full"), setup, PEERS))
-        a_peers = add(measure_train("a: timm classifier, peers'", TimmClassifier(cfg), setup, PEERS))
-        for variant in variants:
-            add(measure_train(f"b: {variant}", model_of(variant), setup, recipe))
-        ratios = {
-            "b/a train": b["img_s"] / a["img_s"],
-            "b/c": b["img_s"] / c["img_s"],
-            "a/a_peers (the backbone's own gain)": a["img_s"] / a_peers["img_s"],
-        }
+        trials = [
+            train_trial("a: timm classifier", TimmClassifier(cfg), setup, recipe),
+            train_trial("b: full", model_of("full"), setup, recipe),
+            train_trial("c: full, peers' recipe", model_of("full"), setup, PEERS),
+            train_trial("a: timm classifier, peers'", TimmClassifier(cfg), setup, PEERS),
+            *(train_trial(f"b: {v}", model_of(v), setup, recipe) for v in variants),
+        ]
         if sam:
-            s = add(measure_train("b: full, SAM", model_of("full"), setup, recipe, optimizer="sam_adamw"))
-            ratios["SAM step time / AdamW step time"] = s["ms_per_step"] / b["ms_per_step"]
+            trials.append(train_trial("b: full, SAM", model_of("full"), setup, recipe, optimizer="sam_adamw"))
     elif mode == "infer":
-        a = add(measure_infer("a: timm classifier", TimmClassifier(cfg), setup, recipe))
-        b = add(measure_infer("b: full", model_of("full"), setup, recipe))
-        c = add(measure_infer("c: full, peers' recipe", model_of("full"), setup, PEERS))
-        for variant in variants:
-            add(measure_infer(f"b: {variant}", model_of(variant), setup, recipe))
-        ratios = {"b/a infer": b["img_s"] / a["img_s"], "b/c infer": b["img_s"] / c["img_s"]}
+        trials = [
+            infer_trial("a: timm classifier", TimmClassifier(cfg), setup, recipe),
+            infer_trial("b: full", model_of("full"), setup, recipe),
+            infer_trial("c: full, peers' recipe", model_of("full"), setup, PEERS),
+            *(infer_trial(f"b: {v}", model_of(v), setup, recipe) for v in variants),
+        ]
     else:
         on_device, loader_fed = model_of("full"), model_of("full")  # two fresh copies: same start
         feed, available = _loader_batches(cfg, batch, dev, recipe.channels_last, norm=on_device)
-        synthetic = add(measure_train("b: full, tensors on device", on_device, setup, recipe))
-        fed = add(measure_train("d: full, DataLoader-fed", loader_fed, setup, recipe, batches=feed))
-        fed["loader"] = {
+        trials = [
+            train_trial("b: full, tensors on device", on_device, setup, recipe),
+            train_trial("d: full, DataLoader-fed", loader_fed, setup, recipe, batches=feed),
+        ]
+        trials[1].extra["loader"] = {
             "num_workers": cfg.data.num_workers,
             "pin_memory": dev.type == "cuda",
             "fakes": cfg.train.fakes,
             "batches_per_epoch": available,
         }
-        ratios = {"d": fed["ms_per_step"] / synthetic["ms_per_step"]}
+        # Not interleaved: the workers would fill their prefetch queue while the other trial runs
+        # and hide the very stall this measures.
+        interleave = False
+    results = measure(trials, setup, interleave)
+    for r in results:
+        progress(
+            f"{r['name']:<28} {r['mode']:<5} {r['precision']:<4} "
+            f"{'channels_last' if r['channels_last'] else 'NCHW':<13} {r['img_s']:9.1f} img/s"
+            f"  {r['ms_per_step']:8.1f} ms/step  peak {r['peak_mem_mb']:.0f} MB"
+        )
+    by_name = {r["name"]: r for r in results}
+    if mode == "train":
+        a, b = by_name["a: timm classifier"], by_name["b: full"]
+        ratios = {
+            "b/a train": b["img_s"] / a["img_s"],
+            "b/c": b["img_s"] / by_name["c: full, peers' recipe"]["img_s"],
+            "a/a_peers (the backbone's own gain)": a["img_s"]
+            / by_name["a: timm classifier, peers'"]["img_s"],
+        }
+        if sam:
+            ratios["SAM step time / AdamW step time"] = (
+                by_name["b: full, SAM"]["ms_per_step"] / b["ms_per_step"]
+            )
+    elif mode == "infer":
+        a, b = by_name["a: timm classifier"], by_name["b: full"]
+        ratios = {
+            "b/a infer": b["img_s"] / a["img_s"],
+            "b/c infer": b["img_s"] / by_name["c: full, peers' recipe"]["img_s"],
+        }
+    else:
+        ratios = {
+            "d": by_name["d: full, DataLoader-fed"]["ms_per_step"]
+            / by_name["b: full, tensors on device"]["ms_per_step"]
+        }
     report = {
         "mode": mode,
         **environment(dev),
@@ -313,10 +370,13 @@ def run(
             "image_size": cfg.data.image_size,
             "batch": batch,
             "steps": steps,
+            "rounds": rounds,
+            "interleaved": interleave,
+            "timing": "median over rounds of the mean step time in a round",
             "warmup": warmup,
             "recipe": asdict(recipe),
             "peers_recipe": asdict(PEERS),
-            "neck": {"width": cfg.model.neck.width, "layers": cfg.model.neck.layers},
+            "model": cfg.to_dict()["model"],
             "data": "random tensors on the device" if mode != "data" else "prepared manifest via DataLoader",
         },
         "results": results,

@@ -42,9 +42,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         raise ValueError(f"--variant: unknown variant {unknown[0]!r} (variants: {', '.join(VARIANTS)})")
     size = cfg.data.image_size
     torch.manual_seed(0)
+    neck = cfg.model.neck
+    finest = f" ({neck.finest_width} at stride 4)" if neck.finest_width not in (None, neck.width) else ""
     print(
-        f"profile {cfg.profile}: {cfg.model.backbone.name} at {size}x{size}, neck {cfg.model.neck.topology} "
-        f"W={cfg.model.neck.width} L={cfg.model.neck.layers}; MACs for one image (conv + matmul)"
+        f"profile {cfg.profile}: {cfg.model.backbone.name} at {size}x{size}, neck {neck.topology} "
+        f"W={neck.width}{finest} L={neck.layers}; MACs for one image (conv + matmul)"
     )
     print(f"{'variant':<16}{'part':<10}{'params (M)':>12}{'MACs (M)':>12}")
     for name in variants:
@@ -268,7 +270,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = load_config(args.profile, args.overrides)
     print(
         f"bench {args.mode}: profile {cfg.profile}, {cfg.model.backbone.name} at {cfg.data.image_size} px, "
-        f"batch {args.batch or cfg.train.batch_size}, {args.steps} timed steps after {args.warmup}"
+        f"batch {args.batch or cfg.train.batch_size}, {args.rounds} interleaved rounds of {args.steps} timed "
+        f"steps after {args.warmup}"
     )
     report = bench.run(
         args.mode,
@@ -280,6 +283,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         variants=tuple(args.variants or ()),
         sam=not args.no_sam,
         device=args.device,
+        rounds=args.rounds,
     )
     print(report["device"], "|", ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     if args.json:
@@ -424,8 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mode", choices=["train", "infer", "data"])
     _add_profile_args(p)
     p.add_argument("--batch", type=int, help="batch size (default: the profile's train.batch_size)")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps before each measurement")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="rounds taking the models in turn; each rate is their median"
+    )
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps of each model before the rounds")
     p.add_argument("--compile", action="store_true", help="torch.compile the models (compile time excluded)")
     p.add_argument("--variants", nargs="+", help="ablation variants measured besides full")
     p.add_argument("--no-sam", action="store_true", help="skip the SAM step measurement (train)")

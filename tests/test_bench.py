@@ -24,6 +24,7 @@ RESULT = {
     "compile",
     "img_s",
     "ms_per_step",
+    "round_ms",
     "peak_mem_mb",
     "peak_mem_kind",
 }
@@ -40,6 +41,8 @@ def test_train_report_holds_every_field(tmp_path, capsys):
                 "smoke",
                 "--steps",
                 "2",
+                "--rounds",
+                "2",
                 "--warmup",
                 "1",
                 "--json",
@@ -54,11 +57,12 @@ def test_train_report_holds_every_field(tmp_path, capsys):
     assert set(report) >= SETTINGS
     assert {"torch", "timm", "python"} <= set(report["versions"])
     assert report["settings"]["batch"] == 8 and report["settings"]["image_size"] == 64
+    assert report["settings"]["model"]["neck"] == load_config("smoke").to_dict()["model"]["neck"]
     names = [r["name"] for r in report["results"]]
     assert names[:3] == ["a: timm classifier", "b: full", "c: full, peers' recipe"]
     assert "b: backbone_only" in names and "b: full, SAM" in names
     for result in report["results"]:
-        assert set(result) >= RESULT and result["img_s"] > 0
+        assert set(result) >= RESULT and result["img_s"] > 0 and len(result["round_ms"]) == 2
     peers = report["results"][2]
     assert peers["precision"] == "fp32" and not peers["channels_last"]
     assert {"b/a train", "b/c", "SAM step time / AdamW step time"} <= set(report["ratios"])
@@ -85,6 +89,33 @@ def test_data_mode_compares_the_loader_with_tensors_on_the_device():
     fed = next(r for r in report["results"] if r["name"].startswith("d:"))
     assert fed["loader"]["num_workers"] == 0 and fed["loader"]["batches_per_epoch"] > 0
     assert report["ratios"]["d"] > 0
+
+
+def test_rounds_take_the_trials_in_turn_and_keep_the_median():
+    """A slow spell during one round moves that round, not the trial's rate."""
+    import time
+
+    calls = []
+
+    def step_of(name, slow_step=None):
+        def step(i):
+            calls.append(name)
+            time.sleep(0.05 if i == slow_step else 0.001)
+
+        return step
+
+    setup = bench.Setup(load_config("smoke"), torch.device("cpu"), batch=4, steps=2, warmup=1, rounds=3)
+    trials = [
+        bench.Trial("a", "train", bench.PEERS, step_of("a", slow_step=3), feed=lambda i: i),
+        bench.Trial("b", "train", bench.PEERS, step_of("b"), feed=lambda i: i),
+    ]
+    results = bench.measure(trials, setup)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3  # warm-up, then the rounds in turn
+    a = results[0]
+    assert max(a["round_ms"]) > 20 and a["ms_per_step"] < 10  # the median round, not the mean
+    calls.clear()
+    bench.measure(trials, setup, interleave=False)
+    assert calls == ["a", "b"] + ["a"] * 6 + ["b"] * 6
 
 
 def test_unknown_mode_is_an_error():
@@ -151,6 +182,7 @@ def test_the_gpu_check_script_dry_runs_on_cpu(tmp_path):
         "GPU_CHECK_PROFILE": "smoke",
         "SYNTH_SIZE": "smoke",
         "TRAIN_SECONDS": "12",
+        "COMPILE_SECONDS": "0",  # inductor's CPU build takes minutes on 2 cores
         "OUT": str(tmp_path),
         "PYTHON": sys.executable,
     }
@@ -162,9 +194,38 @@ def test_the_gpu_check_script_dry_runs_on_cpu(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for mode in ("train", "infer", "data"):
-        report = json.loads((tmp_path / f"bench-{mode}.json").read_text())
+    for mode, suffix in [
+        ("train", ""),
+        ("infer", ""),
+        ("data", ""),
+        ("train", "-narrow"),
+        ("infer", "-narrow"),
+    ]:
+        report = json.loads((tmp_path / f"bench-{mode}{suffix}.json").read_text())
         assert report["mode"] == mode and report["results"]
+        assert report["settings"]["model"]["neck"]["finest_width"] == (16 if suffix else None)
     summary = json.loads((tmp_path / "train" / "summary.json").read_text())
     assert summary["steps"] > 0 and summary["img_s_incl_validation"] > 0 and summary["loss_curve"]
     assert (tmp_path / "log.txt").is_file()
+
+
+@pytest.mark.slow
+def test_the_design_probe_trains_each_option_beside_the_spec(tmp_path, monkeypatch, smoke_tree):
+    import shutil
+
+    sys.path.insert(0, str(Path(fbifpn.__file__).parent.parent / "benchmarks"))
+    import design_probe
+
+    monkeypatch.setenv("FBIFPN_RUNS", str(tmp_path))
+    shutil.copytree(smoke_tree, tmp_path / "data" / smoke_tree.name)
+    with pytest.raises(Exception, match="model.heads.no_such_key"):  # typos fail before any training
+        design_probe.main(["--profile", "smoke", "--option", "x", "model.heads.no_such_key=1"])
+    with pytest.raises(SystemExit):  # the name of the profile as it is
+        design_probe.main(["--profile", "smoke", "--option", "spec", "model.neck.layers=1", "model.beta=0"])
+    args = ["--profile", "smoke", "--set", "train.epochs=1", "--seeds", "0"]
+    args += ["--option", "grid", "model.heads.consistency_on_grid=true"]
+    assert design_probe.main(args) == 0
+    text = (tmp_path / "smoke-design" / "design.md").read_text()
+    assert "| spec | 0 |" in text and "| grid | 0 |" in text and "| mean |" not in text
+    grid = json.loads((tmp_path / "smoke-design" / "grid" / "full-seed0" / "config.json").read_text())
+    assert grid["model"]["heads"]["consistency_on_grid"] is True
