@@ -223,35 +223,16 @@ def infer_trial(name: str, model: Detector, setup: Setup, recipe: Recipe) -> Tri
 
 
 def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last: bool, norm: Detector):
-    """Batches from the real training DataLoader (balanced, online SBI) normalised for `norm`'s
+    """Batches from `fit`'s own training DataLoader (balanced, online SBI) normalised for `norm`'s
     backbone, moved to the device."""
     from fbifpn.data.cache import prepared_manifest
-    from fbifpn.data.dataset import FrameDataset
     from fbifpn.data.manifest import load_manifest
-    from fbifpn.engine.train import BalancedSampler, _to
+    from fbifpn.engine.train import BalancedSampler, _to, training_loader, training_set
 
-    manifest = load_manifest(prepared_manifest(cfg))
-    data = FrameDataset(
-        manifest,
-        cfg.data.image_size,
-        norm.mean,
-        norm.std,
-        split="train",
-        frames_per_video=cfg.data.frames_per_video,
-        train=True,
-        fakes=cfg.train.fakes,
-        seed=cfg.train.seed,
-    )
+    data = training_set(load_manifest(prepared_manifest(cfg)), cfg, norm.mean, norm.std)
     indices = BalancedSampler(data, cfg.train.seed).epoch_indices(0)
     chunks = [indices[i : i + batch] for i in range(0, len(indices) - batch + 1, batch)]
-    loader = torch.utils.data.DataLoader(
-        data,
-        batch_sampler=chunks,
-        num_workers=cfg.data.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.data.num_workers > 0,
-        prefetch_factor=4 if cfg.data.num_workers > 0 else None,
-    )
+    loader = training_loader(data, chunks, cfg, device)
     stream = iter(loader)
 
     def next_batch(_):

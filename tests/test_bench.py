@@ -84,8 +84,16 @@ def test_infer_runs_only_the_heads_the_score_reads(tmp_path):
     assert every.embed is not None
 
 
-def test_data_mode_compares_the_loader_with_tensors_on_the_device():
+def test_data_mode_compares_the_loader_with_tensors_on_the_device(monkeypatch):
+    import fbifpn.engine.train as train_module
+
+    made = []
+    real = train_module.training_loader
+    monkeypatch.setattr(train_module, "training_loader", lambda *a: made.append(a) or real(*a))
     report = bench.run("data", load_config("smoke"), steps=2, warmup=1, progress=lambda *_: None)
+    assert len(made) == 1  # it times fit's own loader, not a better-tuned copy
+    loader = real(*made[0][:3], torch.device("cuda"))  # built only, never iterated
+    assert loader.pin_memory and real(*made[0]).pin_memory is False
     fed = next(r for r in report["results"] if r["name"].startswith("d:"))
     assert fed["loader"]["num_workers"] == 0 and fed["loader"]["batches_per_epoch"] > 0
     assert report["ratios"]["d"] > 0
