@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -22,7 +22,42 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 class ConfigError(ValueError):
-    """A configuration key is unknown, mistyped or out of its choices."""
+    """A configuration key is unknown, mistyped, out of its choices or out of its range."""
+
+
+class OutOfRange(ConfigError):
+    """A value of the right type outside its key's range (so a union stops trying other types)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The bounds of a numeric key, declared beside its field: `Annotated[int, Range(1)]`."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # `low` itself is outside the range
+    high_open: bool = False
+
+    def check(self, key: str, value: float) -> None:
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if below or above:
+            raise OutOfRange(f"{key}: {value!r} is out of range, expected {self}")
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        lo, hi = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"a value in {lo}{self.low:g}, {self.high:g}{hi}"
+
+
+# The ranges the fields below use. Sizes, widths and counts of things a run needs are >= 1.
+AtLeastOne = Annotated[int, Range(1)]
+NonNegativeInt = Annotated[int, Range(0)]
+Positive = Annotated[float, Range(0, low_open=True)]
+NonNegative = Annotated[float, Range(0)]
+Fraction = Annotated[float, Range(0, 1)]  # 0 and 1 included
+OpenFraction = Annotated[float, Range(0, 1, high_open=True)]  # 1 excluded (a decay, a smoothing)
 
 
 # --------------------------------------------------------------------------- sections
@@ -32,7 +67,7 @@ class ConfigError(ValueError):
 class DataConfig:
     """What the model is fed: a prepared manifest, or the synthetic benchmark made on first use."""
 
-    image_size: int = 128
+    image_size: AtLeastOne = 128
     # A prepared manifest (CSV or prep folder). Empty: the synthetic benchmark below, generated and
     # prepared on first use under runs/.
     manifest: str = ""
@@ -40,10 +75,10 @@ class DataConfig:
     dataset: Literal["synth-ff", "synth-cdf", "synth-dfdc"] = "synth-ff"
     compression: str = "c23"
     seed: int = 0  # the synthetic benchmark's seed
-    prep_frames: int = 32  # frames prep samples per video
-    crop_size: int = 256  # prep's crop side
-    frames_per_video: int = 8  # K frames per video per epoch (training and validation)
-    num_workers: int = 2
+    prep_frames: AtLeastOne = 32  # frames prep samples per video
+    crop_size: AtLeastOne = 256  # prep's crop side
+    frames_per_video: AtLeastOne = 8  # K frames per video per epoch (training and validation)
+    num_workers: NonNegativeInt = 2
     # Manipulations whose fakes are kept out of training and validation: the cross-manipulation
     # protocol (train on the other methods, test on these).
     exclude_methods: tuple[str, ...] = ()
@@ -59,7 +94,7 @@ class BackboneConfig:
     # source registered in `fbifpn.models.pretrained` (converted once into runs/cache/).
     pretrained: bool | str = False
     strides: tuple[int, ...] = (4, 8, 16, 32)  # which feature levels feed the neck (C2..C5)
-    drop_path_rate: float = 0.0
+    drop_path_rate: OpenFraction = 0.0
 
 
 @dataclass
@@ -67,13 +102,13 @@ class NeckConfig:
     """F-BiFPN: weighted bidirectional fusion with forgery attention (method.md)."""
 
     topology: Literal["bifpn", "fpn", "pan", "c5_only"] = "bifpn"
-    width: int = 64
+    width: AtLeastOne = 64
     # The width at stride 4 (level 0) and so of the fused map the heads read; None: `width`.
-    finest_width: int | None = None
-    layers: int = 2
+    finest_width: AtLeastOne | None = None
+    layers: AtLeastOne = 2
     attention: Literal["emphasize", "suppress", "none"] = "emphasize"
     upsample: Literal["nearest", "bilinear"] = "nearest"
-    eps: float = 1e-4
+    eps: Positive = 1e-4
     level_weighting: bool = True  # learned non-negative weights v_l when merging levels at stride 4
 
 
@@ -83,8 +118,8 @@ class HeadsConfig:
 
     mask: bool = True
     consistency: bool = True
-    embed_dim: int = 128  # D of the consistency embedding
-    grid: int = 16  # G: the consistency volume is (G*G) x (G*G)
+    embed_dim: AtLeastOne = 128  # D of the consistency embedding
+    grid: AtLeastOne = 16  # G: the consistency volume is (G*G) x (G*G)
     # Average-pool F to G x G before the consistency head's convs instead of after (method.md):
     # (H/4 / G)^2 times fewer MACs for that head, 36x at 384 px.
     consistency_on_grid: bool = False
@@ -98,60 +133,62 @@ class ModelConfig:
     neck: NeckConfig = field(default_factory=NeckConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     # Weighted discrimination: s = (1 - beta) sigmoid(cls) + beta topk_mean(sigmoid(mask)).
-    beta: float = 0.0
-    score_topk: float = 0.01  # fraction of mask pixels averaged for the mask evidence
+    beta: Fraction = 0.0
+    score_topk: Annotated[float, Range(0, 1, low_open=True)] = (
+        0.01  # fraction of mask pixels averaged for the mask evidence
+    )
 
 
 @dataclass
 class LossConfig:
-    lambda_cls: float = 1.0
-    lambda_mask: float = 10.0
-    lambda_cons: float = 10.0
-    lambda_attn: float = 1.0
+    lambda_cls: NonNegative = 1.0
+    lambda_mask: NonNegative = 10.0
+    lambda_cons: NonNegative = 10.0
+    lambda_attn: NonNegative = 1.0
     cls_loss: Literal["bce", "focal"] = "bce"
     mask_loss: Literal["bce", "focal"] = "bce"  # focal: penalty-reduced focal (CenterNet / LAA-Net)
     mask_target: Literal["boundary", "mask"] = "boundary"
-    label_smoothing: float = 0.0
-    focal_gamma: float = 2.0  # cls focal gamma, and the alpha exponent of the penalty-reduced focal
-    focal_beta: float = 4.0  # penalty-reduced focal: how much negatives near a positive are spared
+    label_smoothing: OpenFraction = 0.0
+    focal_gamma: NonNegative = 2.0  # cls focal gamma, and the alpha exponent of the penalty-reduced focal
+    focal_beta: NonNegative = 4.0  # penalty-reduced focal: how much negatives near a positive are spared
 
 
 @dataclass
 class OptimConfig:
     name: Literal["adamw", "sam_adamw", "sam_sgd"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    sam_rho: float = 0.05
-    momentum: float = 0.9  # SGD
+    lr: Positive = 1e-3
+    weight_decay: NonNegative = 1e-4
+    sam_rho: Positive = 0.05
+    momentum: OpenFraction = 0.9  # SGD
     schedule: Literal["cosine", "linear", "constant"] = "cosine"  # after warm-up, per optimisation step
-    warmup_steps: int = 0
-    grad_clip: float = 0.0  # max gradient norm; 0 = off
-    accum_steps: int = 1  # micro-batches per optimisation step
-    ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); 0 = off. Validation then uses the EMA.
+    warmup_steps: NonNegativeInt = 0
+    grad_clip: NonNegative = 0.0  # max gradient norm; 0 = off
+    accum_steps: AtLeastOne = 1  # micro-batches per optimisation step
+    ema: OpenFraction = 0.0  # EMA decay of the weights (e.g. 0.999); 0 = off. Validation then uses the EMA.
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 1
-    max_steps: int = 0  # stop after this many optimisation steps; 0 = run every epoch
-    batch_size: int = 16
+    epochs: AtLeastOne = 1
+    max_steps: NonNegativeInt = 0  # stop after this many optimisation steps; 0 = run every epoch
+    batch_size: AtLeastOne = 16
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a GradScaler
     channels_last: bool = False
     fakes: Literal["dataset", "sbi", "both"] = "dataset"
-    freeze_backbone_epochs: int = 0
+    freeze_backbone_epochs: NonNegativeInt = 0
     freeze_bn: bool = False  # BatchNorm layers keep their running statistics (eval mode)
-    log_every: int = 10  # steps between JSONL / TensorBoard points (and the non-finite check)
-    ckpt_every: int = 100  # steps between step checkpoints, besides every epoch; 0 = epochs only
+    log_every: AtLeastOne = 10  # steps between JSONL / TensorBoard points (and the non-finite check)
+    ckpt_every: NonNegativeInt = 100  # steps between step checkpoints, besides every epoch; 0 = epochs only
 
 
 @dataclass
 class EvalConfig:
-    frames_per_video: int = 32
+    frames_per_video: AtLeastOne = 32
     tta_flip: bool = True
-    batch_size: int = 64
-    bootstrap: int = 1000  # resamples of videos for the 95 % confidence intervals
+    batch_size: AtLeastOne = 64
+    bootstrap: NonNegativeInt = 1000  # resamples of videos for the 95 % confidence intervals
     select_on: Literal["video_auc", "frame_auc", "loss"] = "video_auc"  # best checkpoint, on val only
 
 
@@ -160,20 +197,20 @@ class BudgetConfig:
     """Seconds each notebook may take (the runner reports every notebook against its budget; 0: none).
     The demo profile's add up to its 15 minutes on 2 CPU cores."""
 
-    quickstart: int = 0
-    data_prep: int = 0
-    train: int = 0
-    ablations: int = 0
-    cross_dataset: int = 0
-    gradcam: int = 0
-    explorer: int = 0
+    quickstart: NonNegativeInt = 0
+    data_prep: NonNegativeInt = 0
+    train: NonNegativeInt = 0
+    ablations: NonNegativeInt = 0
+    cross_dataset: NonNegativeInt = 0
+    gradcam: NonNegativeInt = 0
+    explorer: NonNegativeInt = 0
 
 
 @dataclass
 class NotebooksConfig:
     """What the notebooks run beyond notebook 02's training, sized per profile to fit its budget."""
 
-    quickstart_steps: int = 40  # notebook 00's minute of training
+    quickstart_steps: AtLeastOne = 40  # notebook 00's minute of training
     # Notebook 03: every variant at the same budget as notebook 02 (whose run is `full`, seed 0).
     ablation_variants: tuple[str, ...] = (
         "full",
@@ -188,13 +225,13 @@ class NotebooksConfig:
         "backbone_only",
     )
     ablation_seeds: tuple[int, ...] = (0, 1, 2)
-    ablation_beta: float = 0.5  # the full model is also scored with this beta (mask evidence)
+    ablation_beta: Fraction = 0.5  # the full model is also scored with this beta (mask evidence)
     # Notebook 04: FF++ methods held out of training in turn (empty: not run, said so), and the
     # compression levels the c23 model is tested on.
     cross_manipulation: tuple[str, ...] = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
     cross_compression: tuple[str, ...] = ("c40",)
     # Notebook 05: frames of each test fake video (with a mask) that the localisation scores use.
-    gradcam_frames: int = 8
+    gradcam_frames: AtLeastOne = 8
     budget_s: BudgetConfig = field(default_factory=BudgetConfig)
 
 
@@ -226,6 +263,8 @@ def _plain(value: Any) -> Any:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -233,6 +272,12 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check `value` against the annotation `tp`; return it in the annotated form."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:
+        value = _coerce(key, value, args[0])
+        for bound in args[1:]:
+            if isinstance(bound, Range):
+                bound.check(key, value)
+        return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
@@ -245,6 +290,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         for option in args:
             try:
                 return _coerce(key, value, option)
+            except OutOfRange:
+                raise  # the type fitted: the range is what the user must hear about
             except ConfigError:
                 continue
         raise ConfigError(f"{key}: {value!r} is not {' or '.join(_type_name(a) for a in args)}")
@@ -282,7 +329,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)  # keeps the Annotated ranges
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -325,8 +372,16 @@ def parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, A
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: its value is not valid YAML: {_one_line(e)}") from None
     return parsed
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    """PyYAML's message, with the line and column of the problem, on one line."""
+    return " ".join(str(error).split())
 
 
 def profile_path(profile: str | Path) -> Path:
@@ -373,7 +428,10 @@ def load_config(
         values = dict(profile)
     else:
         path = profile_path(profile)
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:  # a syntax error, or a tab where YAML wants spaces
+            raise ConfigError(f"profile {path} is not valid YAML: {_one_line(e)}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"profile {path} must hold a mapping at the top level")
         values.setdefault("profile", path.stem)

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -81,3 +83,47 @@ def test_config_dict_loads_with_weights_only(tmp_path):
 def test_every_profile_file_is_valid():
     for path in CONFIG_DIR.glob("*.yaml"):
         load_config(path)
+
+
+def _ranged_keys(cls, prefix=""):
+    """Every (dotted key, Range) declared beside a field, walking the nested sections."""
+    import dataclasses
+    import typing
+
+    from fbifpn.config import Range
+
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls, include_extras=True)[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from _ranged_keys(tp, f"{prefix}{f.name}.")
+            continue
+        for option in typing.get_args(tp) if typing.get_origin(tp) is not typing.Annotated else [tp]:
+            if typing.get_origin(option) is typing.Annotated:
+                yield f"{prefix}{f.name}", next(a for a in typing.get_args(option) if isinstance(a, Range))
+
+
+RANGED = list(_ranged_keys(__import__("fbifpn.config", fromlist=["Config"]).Config))
+
+
+def test_sizes_counts_and_rates_have_declared_ranges():
+    keys = {k for k, _ in RANGED}
+    assert {"data.image_size", "model.neck.width", "train.epochs", "train.batch_size"} <= keys
+    assert {"train.log_every", "optim.accum_steps", "eval.batch_size", "optim.lr"} <= keys
+
+
+@pytest.mark.parametrize(("key", "bound"), RANGED, ids=[k for k, _ in RANGED])
+def test_a_value_out_of_range_names_the_key(key, bound):
+    below = bound.low if bound.low_open else bound.low - 1
+    with pytest.raises(ConfigError, match=re.escape(key) + ": .* out of range"):
+        load_config("smoke", {key: below})
+    if bound.high is not None:
+        with pytest.raises(ConfigError, match="out of range"):
+            load_config("smoke", {key: bound.high + 1})
+
+
+def test_yaml_errors_name_the_profile(tmp_path):
+    for text in ("model:\n\tneck: 1\n", "model: [1, 2\n"):
+        path = tmp_path / "broken.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=r"broken\.yaml is not valid YAML: .*line 2"):
+            load_config(path)
