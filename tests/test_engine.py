@@ -94,12 +94,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(smoke_manifest
     fit(load_config("smoke", ["train.epochs=1"]), tmp_path / "run", progress=False)
     before = hashlib.sha256((tmp_path / "run/last.pt").read_bytes()).hexdigest()
     with pytest.raises(NonFiniteLoss, match="non-finite"):
-        fit(
-            load_config("smoke", ["train.epochs=2", "loss.lambda_mask=nan"]),
-            tmp_path / "run",
-            resume=True,
-            progress=False,
-        )
+        # A fresh run into the same folder (resuming with another loss is refused): it must stop at
+        # its first check, before any save could overwrite the good checkpoint.
+        fit(load_config("smoke", ["train.epochs=2", "loss.lambda_mask=nan"]), tmp_path / "run", progress=False)
     assert hashlib.sha256((tmp_path / "run/last.pt").read_bytes()).hexdigest() == before
 
 
@@ -117,10 +114,10 @@ def test_resume_with_another_model_is_refused(smoke_manifest, tmp_path):
 def test_a_key_the_checkpoint_predates_counts_as_its_default(smoke):
     old = {"config": smoke.to_dict()}
     del old["config"]["model"]["heads"]["consistency_on_grid"]  # a checkpoint from before the key
-    ckpt.check_model_config(old, smoke, Path("old/last.pt"))
+    ckpt.check_resume_config(old, smoke, Path("old/last.pt"))
     changed = load_config("smoke", ["model.heads.consistency_on_grid=true"])
     with pytest.raises(ckpt.CheckpointError, match=r"consistency_on_grid \(False vs True\).*remove old"):
-        ckpt.check_model_config(old, changed, Path("old/last.pt"))
+        ckpt.check_resume_config(old, changed, Path("old/last.pt"))
 
 
 class _Payload:
