@@ -26,3 +26,30 @@ def runs_dir() -> Path:
 
 def cache_dir() -> Path:
     return runs_dir() / "cache"
+
+
+def writable_dir(path: Path | str, what: str = "output folder") -> Path:
+    """Create `path` if needed and prove it takes a file, before any work is done for it: an
+    unwritable destination found at the end would throw the work away."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".fbifpn-write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(e.errno, f"{what} {path} is not writable: {e.strerror or e}") from None
+    return path
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write through a temporary file and a rename: readers see the old file or the new, whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

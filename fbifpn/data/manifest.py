@@ -37,6 +37,8 @@ COLUMNS = [
     "source",
 ]
 SORT = ["video_id", "frame_idx", "face_idx"]
+# What the readers of a manifest need; the face boxes and `source` are for provenance only.
+REQUIRED = COLUMNS[:12]
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
@@ -57,7 +59,18 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"compression": str, "mask": str, "landmarks": str}, keep_default_na=False)
+    try:
+        df = pd.read_csv(
+            path, dtype={"compression": str, "mask": str, "landmarks": str}, keep_default_na=False
+        )
+    except (ValueError, UnicodeDecodeError) as e:  # pandas' parser and empty-data errors are ValueErrors
+        raise ValueError(f"{path}: not a readable manifest CSV ({' '.join(str(e).split())})") from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{path}: not a manifest, it has no column {', '.join(missing)} (written by `fbifpn prep`?)"
+        )
+    return df
 
 
 def load_manifest(path: Path) -> pd.DataFrame:

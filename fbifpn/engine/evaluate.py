@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -18,11 +20,12 @@ def predict(
     progress: bool = True,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    sink: Callable[[list[dict]], None] | None = None,
 ) -> pd.DataFrame:
     """`model` is a built detector (not DDP-wrapped). Scores are probabilities of fake: `score` is
     the weighted discrimination of `model.score` (the cls probability when beta = 0), `mask_score`
     the top-k mean of the predicted mask (NaN without a mask head); with `tta_flip`, both average
-    the image and its mirror."""
+    the image and its mirror. `sink` receives each batch's rows as soon as they are scored."""
     model.eval()
     rows = []
     device = torch.device(device)
@@ -44,19 +47,22 @@ def predict(
                 masks.append(topk_mean(torch.sigmoid(out.mask_logit.float()), model.score_topk))
         score = torch.stack(scores).mean(0).cpu()
         mask = torch.stack(masks).mean(0).cpu() if masks else torch.full_like(score, float("nan"))
-        for i in range(len(score)):
-            rows.append(
-                {
-                    "dataset": batch["dataset"][i],
-                    "method": batch["method"][i],
-                    "video_id": batch["video_id"][i],
-                    "frame_idx": int(batch["frame_idx"][i]),
-                    "face_idx": int(batch["face_idx"][i]),
-                    "label": int(batch["label"][i]),
-                    "score": float(score[i]),
-                    "mask_score": float(mask[i]),
-                }
-            )
+        batch_rows = [
+            {
+                "dataset": batch["dataset"][i],
+                "method": batch["method"][i],
+                "video_id": batch["video_id"][i],
+                "frame_idx": int(batch["frame_idx"][i]),
+                "face_idx": int(batch["face_idx"][i]),
+                "label": int(batch["label"][i]),
+                "score": float(score[i]),
+                "mask_score": float(mask[i]),
+            }
+            for i in range(len(score))
+        ]
+        rows += batch_rows
+        if sink is not None:
+            sink(batch_rows)
     bar.close()
     return pd.DataFrame(rows)
 
@@ -96,12 +102,14 @@ def evaluate_checkpoint(
 
     from fbifpn import metrics
     from fbifpn.data.dataset import FrameDataset
-    from fbifpn.data.manifest import load_manifest
+    from fbifpn.data.manifest import load_manifest, write_csv_atomic
     from fbifpn.engine import checkpoint as ckpt
     from fbifpn.engine.train import resolve_device
+    from fbifpn.paths import writable_dir, write_text_atomic
     from fbifpn.provenance import environment, git_commit
 
     checkpoint, out = Path(checkpoint), Path(out)
+    writable_dir(out, "eval output folder")  # before the work, which an unwritable --out would lose
     model, cfg, saved = ckpt.load_model(checkpoint)
     if beta is not None:
         model.beta = beta
@@ -124,8 +132,22 @@ def evaluate_checkpoint(
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers
     )
+    # Rows land in scores.partial.csv as they are scored, so an interrupted run keeps what it did;
+    # scores.csv and metrics.json then appear whole, or not at all.
+    partial = out / "scores.partial.csv"
+    partial.unlink(missing_ok=True)
+
+    def sink(rows: list[dict]) -> None:
+        pd.DataFrame(rows).to_csv(partial, mode="a", header=not partial.exists(), index=False)
+
     scores = predict(
-        model, loader, dev, tta_flip=tta, progress=progress, channels_last=cfg.train.channels_last
+        model,
+        loader,
+        dev,
+        tta_flip=tta,
+        progress=progress,
+        channels_last=cfg.train.channels_last,
+        sink=sink,
     )
     scores = scores.drop_duplicates(["video_id", "frame_idx", "face_idx"])  # short videos repeat frames
     threshold = float(saved.get("threshold", 0.5))
@@ -158,7 +180,7 @@ def evaluate_checkpoint(
         **environment(dev),
         "config": cfg.to_dict(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    scores.to_csv(out / "scores.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps(report, indent=1))
+    write_csv_atomic(scores, out / "scores.csv")
+    write_text_atomic(out / "metrics.json", json.dumps(report, indent=1))
+    partial.unlink(missing_ok=True)
     return report

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fbifpn import metrics
-from fbifpn.config import Config
+from fbifpn.config import Config, ConfigError
 from fbifpn.data.cache import prepared_manifest
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
@@ -30,6 +30,7 @@ from fbifpn.engine.evaluate import predict
 from fbifpn.engine.optim import SAM, apply_lr_factors, build_optimizer, build_scheduler, set_backbone_frozen
 from fbifpn.losses import MultiTaskLoss
 from fbifpn.models import build_model
+from fbifpn.paths import writable_dir
 
 
 class NonFiniteLoss(RuntimeError):
@@ -204,6 +205,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
 
     # ---- data: train and val only; the test split is never opened here
     if main:
+        writable_dir(run_dir, "run folder")  # before any work, not at the first checkpoint
         manifest_path = prepared_manifest(cfg, progress=progress)
     dist.barrier()
     manifest_path = dist.broadcast_object(manifest_path if main else None)
@@ -239,6 +241,13 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
     optimizer = build_optimizer(model, cfg.optim)
     micro = cfg.optim.accum_steps
     batches_per_epoch = len(sampler) // cfg.train.batch_size
+    if batches_per_epoch < micro:  # else the run would train no step and save an untrained model
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} (x optim.accum_steps={micro}) does not fit the data: "
+            f"an epoch of the train split gives {len(sampler)} samples"
+            + (f" per process ({world} processes)" if world > 1 else "")
+            + ", too few for one optimisation step"
+        )
     steps_per_epoch = max(1, batches_per_epoch // micro)
     total_steps = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
     scheduler = build_scheduler(optimizer, total_steps, cfg.optim)
@@ -263,7 +272,15 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.is_file():
         saved = ckpt.load(last_path)
-        ckpt.check_model_config(saved, cfg, last_path)
+        ckpt.check_resume_config(saved, cfg, last_path)
+        threads = saved.get(ckpt.THREADS)  # absent from checkpoints that predate the key
+        if threads is not None and threads != torch.get_num_threads():
+            if main:
+                print(
+                    f"--resume: torch threads set to {threads} (was {torch.get_num_threads()}), "
+                    f"as {last_path} was trained with, so the run continues bit for bit"
+                )
+            torch.set_num_threads(threads)
         ckpt.load_weights(model, saved["model"], last_path)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
