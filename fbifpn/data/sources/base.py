@@ -3,6 +3,7 @@ with label, split, method and compression, found without decoding anything."""
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,3 +51,19 @@ def carve_val(keys: list[str], fraction: float = 0.1) -> set[str]:
     ranked = sorted(set(keys), key=lambda k: (zlib.crc32(k.encode()), k))
     n = max(1 if len(ranked) >= 2 else 0, round(fraction * len(ranked)))
     return set(ranked[:n])
+
+
+def read_index(path: Path) -> dict[str, dict]:
+    """A JSON index of video name -> {"label": ..., ...} (DFDC's metadata.json, DFDCP's dataset.json)."""
+    try:
+        index = json.loads(path.read_text())
+    except ValueError as e:
+        raise LayoutError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(index, dict):
+        raise LayoutError(
+            f"{path}: expected a JSON object of video name -> {{label, ...}}, found a {type(index).__name__}"
+        )
+    bad = next((name for name, info in index.items() if not isinstance(info, dict)), None)
+    if bad is not None:
+        raise LayoutError(f"{path}: entry {bad!r} is {index[bad]!r}, expected an object with a label")
+    return index

@@ -3,7 +3,8 @@
     <root>/Celeb-real/id0_0000.mp4  <root>/YouTube-real/00000.mp4  <root>/Celeb-synthesis/id0_id1_0000.mp4
     <root>/List_of_testing_videos.txt   "1 YouTube-real/00170.mp4": 1 = REAL, 0 = FAKE
 
-Test is the list. Train is every other video, and never a listed test video, even when a
+Test is the list; a listed video missing on disk stays a test entry, which prep reports as missing
+(all of them missing is a wrong root, an error). Train is every other video, and never a listed test video, even when a
 `train_list` (another project's index) names it. Celeb-DF has no validation split: one is carved out
 of train by identity (the target celebrity `idN`, or the YouTube video), about 10 %, deterministically.
 """
@@ -34,6 +35,8 @@ def read_test_list(path: Path) -> dict[str, int]:
         flag, _, rel = line.strip().partition(" ")
         if flag not in ("0", "1") or not rel:
             raise LayoutError(f"{path}:{n}: expected '<1 real | 0 fake> <folder>/<video>.mp4', got {line!r}")
+        if rel.strip().split("/")[0] not in FOLDERS:
+            raise LayoutError(f"{path}:{n}: {rel.strip()!r} is in none of the folders {', '.join(FOLDERS)}")
         tests[rel.strip()] = 1 - int(flag)
     return tests
 
@@ -47,8 +50,10 @@ def scan(root: Path, dataset: str = "Celeb-DF-v2", train_list: Path | None = Non
         for p in sorted(require(root / folder, f"Celeb-DF-v2 {folder} folder").glob("*.mp4")):
             videos[f"{folder}/{p.name}"] = label
     missing = [rel for rel in tests if rel not in videos]
-    if missing:
-        raise LayoutError(f"Celeb-DF-v2 test list names {root / missing[0]}, which does not exist")
+    if missing and len(missing) == len(tests):
+        raise LayoutError(
+            f"Celeb-DF-v2 test list names {root / missing[0]} and none of its videos exists under {root}"
+        )
     train = [rel for rel in videos if rel not in tests]
     if train_list is not None:
         listed = _read_list(Path(train_list))

@@ -10,11 +10,10 @@ more) are held out as val, so identities filmed within a part do not straddle tr
 from __future__ import annotations
 
 import csv
-import json
 import re
 from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, require, unmasked_entry, video_id
+from fbifpn.data.sources.base import LayoutError, VideoEntry, read_index, require, unmasked_entry, video_id
 
 
 def scan(root: Path, dataset: str = "DFDC") -> list[VideoEntry]:
@@ -30,7 +29,7 @@ def scan(root: Path, dataset: str = "DFDC") -> list[VideoEntry]:
     entries = []
     for part in parts:
         meta_path = require(part / "metadata.json", "DFDC part metadata")
-        meta = json.loads(meta_path.read_text())
+        meta = read_index(meta_path)
         for name, info in sorted(meta.items()):
             label = {"REAL": 0, "FAKE": 1}.get(str(info.get("label", "")).upper())
             if label is None:
@@ -46,8 +45,13 @@ def scan(root: Path, dataset: str = "DFDC") -> list[VideoEntry]:
         rows = list(csv.DictReader(f))
     if rows and not {"filename", "label"} <= set(rows[0]):
         raise LayoutError(f"{labels_path}: expected the columns filename,label")
-    for row in rows:
-        label = int(float(row["label"]) >= 0.5)
+    for n, row in enumerate(rows, 2):
+        try:
+            label = int(float(row["label"]) >= 0.5)
+        except (TypeError, ValueError):
+            raise LayoutError(
+                f"{labels_path}:{n}: label {row['label']!r} is not a number (1 = fake)"
+            ) from None
         method = "real" if label == 0 else "DFDC"
         vid = video_id(dataset, "test", Path(row["filename"]).stem)
         entries.append(unmasked_entry(dataset, "test", method, label, vid, root / "test" / row["filename"]))

@@ -8,10 +8,17 @@ out as val, deterministically.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, carve_val, require, unmasked_entry, video_id
+from fbifpn.data.sources.base import (
+    LayoutError,
+    VideoEntry,
+    carve_val,
+    read_index,
+    require,
+    unmasked_entry,
+    video_id,
+)
 
 
 def _identity(rel: str) -> str:
@@ -22,7 +29,7 @@ def _identity(rel: str) -> str:
 def scan(root: Path, dataset: str = "DFDCP") -> list[VideoEntry]:
     root = Path(root)
     index_path = require(require(root, "DFDCP root") / "dataset.json", "DFDCP index")
-    index = json.loads(index_path.read_text())
+    index = read_index(index_path)
     rows = []
     for rel, info in sorted(index.items()):
         label = {"real": 0, "fake": 1}.get(str(info.get("label", "")).lower())

@@ -5,7 +5,8 @@
     <root>/manipulated_sequences/<method>/masks/videos/000_003.mp4   (not for FaceShifter)
     <root>/splits/{train,val,test}.json                               lists of [a, b] pairs
 
-A pair [a, b] puts reals a and b and fakes a_b and b_a in its split. Videos in no split are left out.
+A pair [a, b] puts reals a and b and fakes a_b and b_a in its split. Videos in no split are left out;
+a listed video missing on disk is still an entry, and prep reports it as missing.
 """
 
 from __future__ import annotations
@@ -39,19 +40,20 @@ def scan(
             raise LayoutError(f"{path}: expected a JSON list of [a, b] pairs ({e})") from e
         for a, b in pairs[split]:
             split_of[a] = split_of[b] = split
+    # Entries come from the split lists, not from the folders: a listed video that is missing on disk
+    # stays an entry, so prep reports it ("video file not found") instead of silently counting one less.
     real_dir = require(root / "original_sequences/youtube" / compression / "videos", "FF++ real videos")
     entries = [
         VideoEntry(
             dataset,
-            split_of[p.stem],
+            split,
             compression,
             "real",
             0,
-            video_id(dataset, "real", compression, p.stem),
-            p,
+            video_id(dataset, "real", compression, name),
+            real_dir / f"{name}.mp4",
         )
-        for p in sorted(real_dir.glob("*.mp4"))
-        if p.stem in split_of
+        for name, split in sorted(split_of.items())
     ]
     manip = require(root / "manipulated_sequences", "FF++ manipulated videos")
     present = [m for m in (methods or METHODS) if (manip / m).is_dir()]
@@ -62,23 +64,21 @@ def scan(
     }
     for method in present:
         folder = require(manip / method / compression / "videos", f"FF++ {method} videos")
-        for p in sorted(folder.glob("*.mp4")):
-            if p.stem not in fake_split:
-                continue
-            masked = method in MASKED
+        masked = method in MASKED
+        for name, split in sorted(fake_split.items()):
             entries.append(
                 VideoEntry(
                     dataset,
-                    fake_split[p.stem],
+                    split,
                     compression,
                     method,
                     1,
-                    video_id(dataset, method, compression, p.stem),
-                    p,
-                    mask_path=manip / method / "masks/videos" / p.name if masked else None,
+                    video_id(dataset, method, compression, name),
+                    folder / f"{name}.mp4",
+                    mask_path=manip / method / "masks/videos" / f"{name}.mp4" if masked else None,
                     has_mask=masked,
                 )
             )
-    if not entries:
+    if not any(e.path.is_file() for e in entries):
         raise LayoutError(f"{root}: no FF++ video of the split lists was found at compression {compression}")
     return entries
