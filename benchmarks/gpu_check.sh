@@ -7,8 +7,8 @@
 # runs/gpu-check).
 #
 #   OUT=/some/folder bash benchmarks/gpu_check.sh            # on the GPU machine, from the checkout
-#   GPU_CHECK_PROFILE=smoke SYNTH_SIZE=smoke TRAIN_SECONDS=20 COMPILE_SECONDS=0 \
-#       bash benchmarks/gpu_check.sh                           # CPU dry run
+#   GPU_CHECK_PROFILE=smoke SYNTH_SIZE=smoke TRAIN_STEPS=4 LOG_EVERY=1 COMPILE_SECONDS=0 \
+#       bash benchmarks/gpu_check.sh                           # CPU dry run (bounded in steps)
 #
 # The package runs from the checkout (PYTHONPATH=.) on the machine's own torch and timm: its lean
 # imports need only torch, timm, numpy, opencv, pandas, pyyaml, tqdm and tensorboard (PyAV is
@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu-check}
 PROFILE=${GPU_CHECK_PROFILE:-paper}
 TRAIN_SECONDS=${TRAIN_SECONDS:-120}
+TRAIN_STEPS=${TRAIN_STEPS:-0}  # > 0: stop after this many steps (train.max_steps), whatever the time
+LOG_EVERY=${LOG_EVERY:-10}
 COMPILE_SECONDS=${COMPILE_SECONDS:-90}  # 0 skips the torch.compile measurement
 SYNTH_SIZE=${SYNTH_SIZE:-demo}
 PY=${PYTHON:-python}
@@ -56,7 +58,8 @@ $PY -m fbifpn bench data --profile "$PROFILE" "${SET[@]}" --steps 7 --rounds 3 -
 echo "== ${TRAIN_SECONDS} s of $PROFILE-profile training on synth-ff c23 ($SYNTH_SIZE size)"
 # SIGINT ends fit cleanly (its logs are closed); what it trained is in metrics.jsonl either way.
 timeout --signal=INT "$TRAIN_SECONDS" $PY -m fbifpn train --profile "$PROFILE" "${SET[@]}" \
-    --set train.epochs=1000 --set train.log_every=10 --set optim.warmup_steps=50 \
+    --set train.epochs=1000 --set train.max_steps="$TRAIN_STEPS" --set train.log_every="$LOG_EVERY" \
+    --set optim.warmup_steps=50 \
     --run-dir "$OUT/train" || echo "(training stopped after ${TRAIN_SECONDS} s, as planned)"
 $PY benchmarks/summarise_run.py "$OUT/train" | tee "$OUT/train-summary.txt"
 echo "== done: $OUT"

@@ -67,9 +67,24 @@ def test_train_report_holds_every_field(tmp_path, capsys):
     assert peers["precision"] == "fp32" and not peers["channels_last"]
     assert {"b/a train", "b/c", "SAM step time / AdamW step time"} <= set(report["ratios"])
     assert report["goals"]["b/a train"] == 0.8
-    sam = report["ratios"]["SAM step time / AdamW step time"]
-    assert 1.2 < sam < 4  # two forward-backward passes per step
-    assert "b/a train" in capsys.readouterr().out
+    assert "b/a train" in capsys.readouterr().out  # ratios are reported, never asserted: timings vary
+
+
+@pytest.mark.parametrize(("name", "passes"), [("adamw", 1), ("sam_adamw", 2), ("sam_sgd", 2)])
+def test_a_sam_step_runs_two_forward_backward_passes(monkeypatch, name, passes):
+    """What makes SAM's step dearer than AdamW's, counted rather than timed."""
+    cfg = load_config("smoke", {"optim.name": name})
+    model = build_model(cfg, pretrained=False)
+    forwards, backwards = [], []
+    model.register_forward_hook(lambda *_: forwards.append(1))
+    next(model.parameters()).register_hook(lambda grad: backwards.append(1))  # once per backward
+    optimizer = build_optimizer(model, cfg.optim)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    batch = bench.random_batch(cfg, 4, torch.device("cpu"), channels_last=False)
+    before = [p.detach().clone() for p in model.parameters()]
+    train_step(model, MultiTaskLoss(cfg), optimizer, scaler, batch, cfg, None)
+    assert (len(forwards), len(backwards)) == (passes, passes)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_infer_runs_only_the_heads_the_score_reads(tmp_path):
@@ -189,7 +204,9 @@ def test_the_gpu_check_script_dry_runs_on_cpu(tmp_path):
     env = os.environ | {
         "GPU_CHECK_PROFILE": "smoke",
         "SYNTH_SIZE": "smoke",
-        "TRAIN_SECONDS": "12",
+        "TRAIN_STEPS": "4",  # bounded in steps, never in seconds: a busy machine must not fail it
+        "LOG_EVERY": "1",
+        "TRAIN_SECONDS": "1800",  # only a guard against a hang
         "COMPILE_SECONDS": "0",  # inductor's CPU build takes minutes on 2 cores
         "OUT": str(tmp_path),
         "PYTHON": sys.executable,
@@ -213,8 +230,20 @@ def test_the_gpu_check_script_dry_runs_on_cpu(tmp_path):
         assert report["mode"] == mode and report["results"]
         assert report["settings"]["model"]["neck"]["finest_width"] == (16 if suffix else None)
     summary = json.loads((tmp_path / "train" / "summary.json").read_text())
-    assert summary["steps"] > 0 and summary["img_s_incl_validation"] > 0 and summary["loss_curve"]
+    assert summary["steps"] == 4 and summary["img_s_incl_validation"] > 0 and len(summary["loss_curve"]) == 4
     assert (tmp_path / "log.txt").is_file()
+
+
+def test_summarise_run_says_plainly_when_a_run_finished_no_step(tmp_path):
+    import subprocess
+
+    script = Path(fbifpn.__file__).parent.parent / "benchmarks" / "summarise_run.py"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"kind": "val", "step": 0, "video_auc": 0.5, "frame_auc": 0.5}))
+    result = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "NO STEP" in result.stdout  # no KeyError: 'steps'
+    assert json.loads((run / "summary.json").read_text())["steps"] == 0
 
 
 @pytest.mark.slow
