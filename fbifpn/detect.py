@@ -3,12 +3,19 @@
 Per input: each face's score per frame, the video score (mean over frames of the maximum over
 faces), the model and checkpoint identity and the time taken. A file that cannot be read becomes an
 error entry with its reason and the others still run; a file without a face gets a null score with
-a reason. A video with a sidecar of face boxes next to it (as the synthetic benchmark writes) uses it.
+a reason, and so does a folder without any video or image. A video with a sidecar of face boxes next
+to it (as the synthetic benchmark writes) uses it; a JSON there of another shape is ignored with a
+warning. Output paths are checked before any work, every write is checked, and results reach the JSON
+file as they go (`FILE.partial`, one line per input) and atomically at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
+import secrets
 import time
 from pathlib import Path
 
@@ -17,23 +24,47 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fbifpn.data.faces import Detector, PrecomputedDetector, box_transform, make_detector, warp_crop
+from fbifpn.data.faces import (
+    Detector,
+    PrecomputedDetector,
+    SidecarError,
+    box_transform,
+    make_detector,
+    warp_crop,
+)
 from fbifpn.data.video import evenly_spaced, read_sampled
 from fbifpn.engine import checkpoint as ckpt
+from fbifpn.paths import writable_dir, write_text_atomic
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+# What the overlay writers can produce: OpenCV's image codecs, and mp4v in the containers that take it
+# (not .webm, which wants VP8/VP9).
+OVERLAY_SUFFIXES = {
+    "image": (".png", ".jpg", ".jpeg", ".bmp", ".webp"),
+    "video": (".mp4", ".avi", ".mkv", ".mov"),
+}
+NO_MEDIA = "no video or image in this folder (looked for {})".format(
+    ", ".join(sorted(VIDEO_SUFFIXES) + sorted(IMAGE_SUFFIXES))
+)
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Files as given, and the videos and images inside folders (sorted)."""
+    """Files as given, and the videos and images inside folders (sorted). A folder without any stays
+    in the list as itself, so that it gets an entry saying why nothing in it was scored."""
     out = []
     for path in map(Path, paths):
         if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES)
+            out += found or [path]
         else:
             out.append(path)
     return out
+
+
+def kind_of(path: Path) -> str:
+    """`image` or `video`, as `_read` will treat the file (anything not an image is tried as a video)."""
+    return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
 
 
 class FaceScorer:
@@ -78,12 +109,13 @@ class FaceScorer:
         return p.cpu().numpy(), mask
 
 
-def _read(path: Path, frames: int) -> tuple[str, dict[int, np.ndarray]]:
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+def _read(path: Path, frames: int | None) -> tuple[str, dict[int, np.ndarray], list[str]]:
+    """The kind, the decoded frames by index, and warnings when fewer frames came than were asked."""
+    if kind_of(path) == "image":
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise OSError("cannot read the image (corrupt or not an image)")
-        return "image", {0: image}
+        return "image", {0: image}, []
     if path.stat().st_size == 0:
         raise OSError("empty file (0 bytes)")
     cap = cv2.VideoCapture(str(path))
@@ -91,10 +123,19 @@ def _read(path: Path, frames: int) -> tuple[str, dict[int, np.ndarray]]:
     cap.release()
     if n <= 0:
         raise OSError("cannot decode the video (corrupt, truncated or not a video)")
-    decoded = read_sampled(path, evenly_spaced(n, frames))
+    wanted = evenly_spaced(n, frames)
+    decoded = read_sampled(path, wanted)
     if not decoded:
         raise OSError("no frame could be decoded")
-    return "video", decoded
+    # A score over 4 frames is not a score over 32: say so, rather than let it pass for a full one.
+    warnings = []
+    if frames is not None and n < frames:
+        warnings.append(f"the video has {n} frames, fewer than the {frames} asked")
+    if len(decoded) < len(wanted):
+        warnings.append(
+            f"only {len(decoded)} of {len(wanted)} sampled frames could be decoded (truncated video?)"
+        )
+    return "video", decoded, warnings
 
 
 def detect_file(
@@ -102,15 +143,27 @@ def detect_file(
 ) -> dict:
     """The result entry of one file (never raises for a bad file: the reason goes in the entry)."""
     start = time.perf_counter()
-    entry: dict = {"path": str(path), "model": scorer.identity}
+    path = Path(path)
+    entry: dict = {"path": str(path), "model": scorer.identity, "warnings": []}
+    if path.is_dir():  # only a folder without media reaches here (see expand)
+        entry |= {"error": NO_MEDIA, "score": None}
+        entry["seconds"] = round(time.perf_counter() - start, 3)
+        return entry
+    heat_frames: list[np.ndarray] | None = [] if overlay is not None else None
     try:
         if not path.is_file():
             raise OSError("no such file")
-        kind, decoded = _read(path, frames)
+        kind, decoded, warnings = _read(path, frames)
+        entry["warnings"] += warnings
+        finder = detector
         sidecar = path.with_suffix(".json")
-        finder = PrecomputedDetector(sidecar) if kind == "video" and sidecar.is_file() else detector
+        if kind == "video" and sidecar.is_file():
+            # Any tool may leave a clip.json next to clip.mp4; only one of the sidecar's shape counts.
+            try:
+                finder = PrecomputedDetector(sidecar)
+            except SidecarError as e:
+                entry["warnings"].append(f"{e}; faces found by {detector.name} instead")
         entry |= {"type": kind, "detector": finder.name, "frames": []}
-        heat_frames = []
         for i, frame in sorted(decoded.items()):
             faces = finder.detect(frame, i)
             record = {"frame_idx": i, "faces": []}
@@ -121,9 +174,9 @@ def detect_file(
                     {"box": [round(float(v), 1) for v in f.box], "score": float(p)}
                     for f, p in zip(faces, probs, strict=True)
                 ]
-                if overlay is not None:
+                if heat_frames is not None:
                     heat_frames.append(_heat(frame, mats, masks, probs, scorer.cfg.data.image_size))
-            elif overlay is not None:
+            elif heat_frames is not None:
                 heat_frames.append(frame)
             entry["frames"].append(record)
         maxima = [max(f["score"] for f in r["faces"]) for r in entry["frames"] if r["faces"]]
@@ -132,12 +185,17 @@ def detect_file(
             entry["reason"] = "no face found"
         else:
             entry["fake"] = entry["score"] >= scorer.threshold
-        if overlay is not None and heat_frames:
-            _write_overlay(overlay, heat_frames, kind)
-            entry["overlay"] = str(overlay)
     except Exception as e:  # noqa: BLE001 - one bad file must not end the batch; its reason is kept
         entry["error"] = f"{type(e).__name__}: {e}"
         entry["score"] = None
+        heat_frames = None
+    if heat_frames:
+        # Apart from the scoring: a picture that cannot be saved must not cost the score.
+        try:
+            _write_overlay(overlay, heat_frames, entry["type"])
+            entry["overlay"] = str(overlay)
+        except Exception as e:  # noqa: BLE001 - the reason is kept in the entry
+            entry["overlay_error"] = f"{type(e).__name__}: {e}"
     entry["seconds"] = round(time.perf_counter() - start, 3)
     return entry
 
@@ -165,16 +223,84 @@ def _heat(frame: np.ndarray, mats: list[np.ndarray], masks, probs, size: int) ->
     return out
 
 
+# --------------------------------------------------------------------------- writing
+
+
+def _temp_beside(path: Path) -> Path:
+    """A fresh name in the same folder (so os.replace stays atomic), keeping the suffix: OpenCV picks
+    the codec and container from it. Not mkstemp: its 0600 file would keep those permissions."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
+def _check_overlay_suffix(path: Path, kind: str) -> None:
+    allowed = OVERLAY_SUFFIXES[kind]
+    if path.suffix.lower() not in allowed:
+        article = "an" if kind == "image" else "a"
+        found = f"not {path.suffix}" if path.suffix else "it has no suffix"
+        raise ValueError(
+            f"--overlay {path}: {article} {kind} overlay must end in one of {', '.join(allowed)} ({found})"
+        )
+
+
 def _write_overlay(path: Path, frames: list[np.ndarray], kind: str) -> None:
+    """Write the overlay or raise with the reason; OpenCV reports failures by return values only."""
+    _check_overlay_suffix(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "image":
-        cv2.imwrite(str(path), frames[0])
-        return
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (w, h))
-    for f in frames:
-        writer.write(f)
-    writer.release()
+    tmp = _temp_beside(path)
+    try:
+        if kind == "image":
+            if not cv2.imwrite(str(tmp), frames[0]):
+                raise OSError(f"{path}: OpenCV could not write a {path.suffix} image")
+        else:
+            h, w = frames[0].shape[:2]
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 5, (w, h))
+            if not writer.isOpened():
+                raise OSError(f"{path}: OpenCV cannot open a {path.suffix} video for writing")
+            try:
+                for f in frames:
+                    writer.write(f)
+            finally:
+                writer.release()
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise OSError(f"{path}: the writer reported success but left no data (disk full?)")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_json_out(path: Path) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(f"--json {path}: is a folder, not a file")
+    writable_dir(path.parent, f"--json {path}")
+
+
+def overlay_targets(paths: list[Path], files: list[Path], overlay: Path | None) -> list[Path | None]:
+    """The overlay of each file, after checking that it can be written.
+
+    One file given: `overlay` is its PNG / MP4 (or another suffix of its kind). Otherwise `overlay` is a
+    folder that mirrors the files' paths under their common ancestor, with the overlay's suffix added
+    to the full name (a/clip.mp4 -> ov/a/clip.mp4.overlay.mp4), so two inputs never share a name.
+    """
+    if overlay is None:
+        return [None] * len(files)
+    overlay = Path(overlay)
+    if len(paths) == 1 and not Path(paths[0]).is_dir():
+        if overlay.is_dir():
+            raise IsADirectoryError(f"--overlay {overlay}: is a folder; one input file takes a file name")
+        _check_overlay_suffix(overlay, kind_of(files[0]))
+        writable_dir(overlay.parent, f"--overlay {overlay}")
+        return [overlay]
+    if overlay.exists() and not overlay.is_dir():
+        raise NotADirectoryError(f"--overlay {overlay}: several inputs need a folder, and this is a file")
+    writable_dir(overlay, f"--overlay {overlay}")
+    media = [p.resolve() for p in files if p.is_file()]
+    if not media:
+        return [None] * len(files)
+    root = Path(os.path.commonpath([p.parent for p in media]))
+    ext = {"image": ".overlay.png", "video": ".overlay.mp4"}
+    return [
+        overlay / f"{p.resolve().relative_to(root)}{ext[kind_of(p)]}" if p.is_file() else None for p in files
+    ]
 
 
 def detect(
@@ -185,20 +311,38 @@ def detect(
     overlay: Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    json_out: Path | None = None,
 ) -> list[dict]:
-    """Score every file; `overlay` names the PNG / MP4 for a single input, or a folder for several."""
+    """Score every file; `overlay` names the PNG / MP4 for a single input, or a folder for several.
+
+    With `json_out`, each entry is appended to `json_out.partial` (one JSON line) as soon as its file
+    is done, so a run that dies keeps what it finished; the full list then replaces `json_out`
+    atomically and the .partial goes. Output paths are checked first: a bad one raises OSError /
+    ValueError before the checkpoint is loaded.
+    """
+    files = expand(paths)
+    targets = overlay_targets(list(paths), files, overlay)
+    partial_path = None
+    if json_out is not None:
+        json_out = Path(json_out)
+        _check_json_out(json_out)
+        partial_path = json_out.with_name(json_out.name + ".partial")
     scorer = FaceScorer(Path(checkpoint), device)
     finder = make_detector(detector)  # built once: MTCNN takes a while
-    files = expand(paths)
     results = []
-    for path in tqdm(files, desc="detect", unit="file", disable=not progress or len(files) < 2):
-        target = None
-        if overlay is not None:
-            target = (
-                Path(overlay)
-                if len(files) == 1
-                else Path(overlay)
-                / (path.stem + (".png" if path.suffix.lower() in IMAGE_SUFFIXES else ".mp4"))
-            )
-        results.append(detect_file(path, scorer, frames, finder, target))
+    with partial_path.open("w") if partial_path is not None else contextlib.nullcontext() as partial:
+        for path, target in tqdm(
+            list(zip(files, targets, strict=True)),
+            desc="detect",
+            unit="file",
+            disable=not progress or len(files) < 2,
+        ):
+            entry = detect_file(path, scorer, frames, finder, target)
+            results.append(entry)
+            if partial is not None:
+                partial.write(json.dumps(entry) + "\n")
+                partial.flush()
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(results, indent=1))
+        partial_path.unlink(missing_ok=True)
     return results

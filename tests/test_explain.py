@@ -190,7 +190,7 @@ def test_detect_on_bad_and_mixed_inputs(checkpoint, smoke_tree, tmp_path):
     assert results["blank.mp4"]["score"] is None and results["blank.mp4"]["reason"] == "no face found"
     assert results["real.mp4"]["detector"] == "precomputed" and 0 <= results["real.mp4"]["score"] <= 1
     assert len(results["real.mp4"]["frames"]) == 4
-    assert (tmp_path / "ov/real.mp4").is_file()
+    assert (tmp_path / "ov/real.mp4.overlay.mp4").is_file()  # mirrors mixed/real.mp4
 
 
 def test_explain_command_writes_the_table_and_the_grid(checkpoint, tmp_path, capsys):

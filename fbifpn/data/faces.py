@@ -16,6 +16,7 @@ alignment. The same matrix is applied to the mask frame and to the landmarks.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,16 +65,80 @@ def _scaled(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return frame, s
 
 
+class SidecarError(ValueError):
+    """A JSON next to a video that is not a face-box sidecar; the message names the file and why."""
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _points_problem(points: object) -> str | None:
+    if not isinstance(points, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(map(_is_number, p)) for p in points
+    ):
+        return "not a list of [x, y] pairs"
+    return None
+
+
+def sidecar_problem(data: object) -> str | None:
+    """Why `data` (a parsed JSON) is not a face-box sidecar, or None when it is one.
+
+    The synthetic benchmark's shape, which other tools may write too: a dict with a `frames` list, one
+    element per frame, each a face or a list of faces (empty: no face); a face is a dict with a `box`
+    [x0, y0, x1, y1], optional `landmarks` and `contour` lists of [x, y] and an optional `score`.
+    Checked up front so that a JSON of another shape is refused by name, not as a KeyError mid-video.
+    """
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object with a 'frames' list"
+    if not isinstance(data.get("frames"), list):
+        return "no 'frames' list" if "frames" not in data else "'frames' is not a list"
+    for i, element in enumerate(data["frames"]):
+        where = f"frames[{i}]"
+        for face in element if isinstance(element, list) else [element]:
+            if not isinstance(face, dict):
+                return f"{where} is neither a face (an object) nor a list of faces"
+            box = face.get("box")
+            if not (isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))):
+                return f"{where}: 'box' is not a list of 4 numbers"
+            for key in ("landmarks", "contour"):
+                if face.get(key) is not None and (problem := _points_problem(face[key])):
+                    return f"{where}: {key!r} is {problem}"
+            if "score" in face and not _is_number(face["score"]):
+                return f"{where}: 'score' is not a number"
+    return None
+
+
+def load_sidecar(path: Path) -> list:
+    """The checked `frames` of the sidecar at `path`; SidecarError names the file and the reason."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SidecarError(f"{path}: not a face-box sidecar (not valid JSON: {e})") from e
+    if problem := sidecar_problem(data):
+        raise SidecarError(f"{path}: not a face-box sidecar ({problem})")
+    return data["frames"]
+
+
+def is_sidecar(path: Path) -> bool:
+    """Whether `path` is a readable face-box sidecar (False for a missing file or another JSON)."""
+    try:
+        load_sidecar(path)
+    except (OSError, SidecarError):
+        return False
+    return True
+
+
 class PrecomputedDetector(Detector):
     name = "precomputed"
 
     def __init__(self, sidecar: Path | None = None):
         self.sidecar = sidecar
-        self.frames: list[dict] = []
+        self.frames: list = []
         if sidecar is not None:
             if not sidecar.is_file():
                 raise FileNotFoundError(f"{sidecar}: no sidecar of precomputed faces next to the video")
-            self.frames = json.loads(sidecar.read_text())["frames"]
+            self.frames = load_sidecar(sidecar)
 
     def for_video(self, video: Path) -> PrecomputedDetector:
         return PrecomputedDetector(video.with_suffix(".json"))
