@@ -6,12 +6,48 @@ Every command prints a clear error and exits non-zero on bad input; `--help` doc
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
 # timm would otherwise retry the model hub for ~47 s before failing on machines without a network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _at_least(low: int):
+    """An argparse type: an integer >= low (argparse then names the flag and exits 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is out of range, expected >= {low}")
+        return value
+
+    return parse
+
+
+def _number(low: float, high: float | None = None, low_open: bool = False):
+    """An argparse type: a number in its range."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if (value <= low if low_open else value < low) or (high is not None and value > high):
+            wanted = f"> {low:g}" if high is None else f"a value in [{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range, expected {wanted}")
+        return value
+
+    return parse
+
+
+POSITIVE, NON_NEGATIVE = _at_least(1), _at_least(0)
+POSITIVE_NUMBER, FRACTION = _number(0, low_open=True), _number(0, 1)
 
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
@@ -65,6 +101,9 @@ def cmd_overfit(args: argparse.Namespace) -> int:
     cfg = load_config(args.profile, args.overrides)
     losses = overfit(cfg, steps=args.steps, batch_size=args.batch)
     drop = 1 - losses[-1] / losses[0]
+    if not math.isfinite(drop):  # nan -> nan would otherwise compare as no failure
+        print(f"error: the loss is not finite ({losses[0]} -> {losses[-1]})", file=sys.stderr)
+        return 1
     print(
         f"overfit check ({cfg.profile}, variant {cfg.model.variant}, one fixed toy batch of {args.batch}, "
         f"{args.steps} CPU steps): loss {losses[0]:.4f} -> {losses[-1]:.4f}, a {100 * drop:.1f} % fall"
@@ -130,7 +169,13 @@ def cmd_prep(args: argparse.Namespace) -> int:
             kwargs["train_list"] = args.train_list
         entries = LAYOUTS[args.layout].scan(root, **kwargs)
     if args.split:
-        wanted = set(args.split.split(","))
+        wanted = {s.strip() for s in args.split.split(",")}
+        found = {e.split for e in entries}
+        if wanted - found:  # a typo (--split tset) would otherwise write an empty manifest
+            raise ValueError(
+                f"--split: no video of {args.root} is in split {sorted(wanted - found)[0]!r} "
+                f"(splits: {', '.join(sorted(found))})"
+            )
         entries = [e for e in entries if e.split in wanted]
     out = args.out or default_prep_out(root, compression)
     if out is None:
@@ -203,10 +248,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    import json
-
     from fbifpn.detect import detect
 
+    # detect() writes --json itself, entry by entry, so an interrupted run keeps what it finished.
     results = detect(
         args.paths,
         args.checkpoint,
@@ -214,6 +258,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         detector=args.detector,
         overlay=args.overlay,
         device=args.device,
+        json_out=args.json,
     )
     for r in results:
         if r.get("error"):
@@ -226,8 +271,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 f"{r['path']}: {r['type']} score {r['score']:.4f} -> {verdict} at the val threshold "
                 f"{r['model']['val_threshold']:.3f} ({len(r['frames'])} frames, {r['seconds']:.1f} s)"
             )
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        for warning in r.get("warnings", []):
+            print(f"{r['path']}: warning: {warning}")
+        if r.get("overlay_error"):
+            print(f"{r['path']}: overlay not written: {r['overlay_error']}")
     return 0 if any(r["score"] is not None for r in results) else 1
 
 
@@ -238,8 +285,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from fbifpn.data.dataset import FrameDataset
     from fbifpn.data.manifest import load_manifest
     from fbifpn.engine import checkpoint as ckpt
+    from fbifpn.paths import writable_dir
 
     model, cfg, _ = ckpt.load_model(args.checkpoint)
+    explain.neck_layer(model, args.level)  # a model without a neck or that level fails here, before any work
+    writable_dir(args.out, "explain output folder")
     data = FrameDataset(
         load_manifest(args.manifest),
         cfg.data.image_size,
@@ -268,6 +318,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from fbifpn.config import load_config
 
     cfg = load_config(args.profile, args.overrides)
+    if args.json:
+        from fbifpn.paths import writable_dir
+
+        writable_dir(args.json.parent, "--json folder")  # before the measurements, not after
     print(
         f"bench {args.mode}: profile {cfg.profile}, {cfg.model.backbone.name} at {cfg.data.image_size} px, "
         f"batch {args.batch or cfg.train.batch_size}, {args.rounds} interleaved rounds of {args.steps} timed "
@@ -315,9 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("overfit", help="sanity check: drive the loss of one fixed toy batch down")
     _add_profile_args(p)
-    p.add_argument("--steps", type=int, default=50, help="optimisation steps (default 50)")
-    p.add_argument("--batch", type=int, default=8, help="toy batch size (default 8)")
-    p.add_argument("--min-drop", type=float, default=0.8, help="fail unless the loss falls by this fraction")
+    p.add_argument("--steps", type=POSITIVE, default=50, help="optimisation steps (default 50)")
+    p.add_argument("--batch", type=POSITIVE, default=8, help="toy batch size (default 8)")
+    p.add_argument(
+        "--min-drop", type=FRACTION, default=0.8, help="fail unless the loss falls by this fraction"
+    )
     p.set_defaults(func=cmd_overfit)
 
     p = sub.add_parser("synth", help="write the synthetic benchmark (synth-ff, synth-cdf, synth-dfdc)")
@@ -325,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="demo", choices=["smoke", "demo", "paper"], help="benchmark size")
     p.add_argument("--seed", type=int, default=0, help="the seed; the same seed gives identical files")
     p.add_argument(
-        "--workers", type=int, default=None, help="processes (default: all cores); output is unchanged"
+        "--workers", type=POSITIVE, default=None, help="processes (default: all cores); output is unchanged"
     )
     p.set_defaults(func=cmd_synth)
 
@@ -349,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="comma-separated splits to keep (default: all)")
     p.add_argument("--compression", help="FF++ / DeepfakeBench level: raw, c23 (FF++ default) or c40")
     p.add_argument(
-        "--frames", type=int, default=32, help="frames sampled per video, evenly spaced (default 32)"
+        "--frames", type=POSITIVE, default=32, help="frames sampled per video, evenly spaced (default 32)"
     )
     p.add_argument(
         "--detector",
@@ -358,17 +414,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="face detector (default: precomputed, the sidecar JSON next to each video)",
     )
     p.add_argument(
-        "--detect-every", type=int, default=1, help="detect on every k-th sampled frame, track between"
+        "--detect-every", type=POSITIVE, default=1, help="detect on every k-th sampled frame, track between"
     )
     p.add_argument("--all-faces", action="store_true", help="keep every face above 0.9, not only the largest")
-    p.add_argument("--size", type=int, default=256, help="crop side in pixels (default 256)")
-    p.add_argument("--scale", type=float, default=1.3, help="crop side / face size (default 1.3)")
+    p.add_argument("--size", type=POSITIVE, default=256, help="crop side in pixels (default 256)")
+    p.add_argument("--scale", type=POSITIVE_NUMBER, default=1.3, help="crop side / face size (default 1.3)")
     p.add_argument("--align", action="store_true", help="5-point similarity alignment instead of a box crop")
     p.add_argument("--shard", help="i/N: process every N-th video starting at i")
     p.add_argument(
         "--merge", action="store_true", help="rebuild manifest.csv from every shard's parts in --out"
     )
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1); the output is unchanged")
+    p.add_argument(
+        "--workers", type=POSITIVE, default=1, help="processes (default 1); the output is unchanged"
+    )
     p.set_defaults(func=cmd_prep)
 
     p = sub.add_parser("train", help="fit a profile; the synthetic data is made on first use")
@@ -385,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--split", default="test", help="which split to score (default test)")
     p.add_argument(
-        "--frames", type=int, help="frames per video (default: the checkpoint's eval.frames_per_video)"
+        "--frames", type=POSITIVE, help="frames per video (default: the checkpoint's eval.frames_per_video)"
     )
     p.add_argument("--no-tta", action="store_true", help="no horizontal-flip test-time augmentation")
     p.add_argument("--device", default="auto")
@@ -395,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", type=Path, nargs="+", help="videos, images or folders of them")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument(
-        "--frames", type=int, default=32, help="frames sampled per video, evenly spaced (default 32)"
+        "--frames", type=POSITIVE, default=32, help="frames sampled per video, evenly spaced (default 32)"
     )
     p.add_argument(
         "--detector",
@@ -415,11 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--split", default="test")
-    p.add_argument("--frames", type=int, default=4, help="frames per video (default 4)")
+    p.add_argument("--frames", type=POSITIVE, default=4, help="frames per video (default 4)")
     p.add_argument(
-        "--level", type=int, default=0, help="F-BiFPN level for Grad-CAM and attention (0 = stride 4)"
+        "--level",
+        type=NON_NEGATIVE,
+        default=0,
+        help="F-BiFPN level for Grad-CAM and attention (0 = stride 4)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="threshold of the IoU")
+    p.add_argument("--threshold", type=FRACTION, default=0.5, help="threshold of the IoU")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
@@ -427,12 +488,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("mode", choices=["train", "infer", "data"])
     _add_profile_args(p)
-    p.add_argument("--batch", type=int, help="batch size (default: the profile's train.batch_size)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    p.add_argument("--batch", type=POSITIVE, help="batch size (default: the profile's train.batch_size)")
+    p.add_argument("--steps", type=POSITIVE, default=5, help="timed steps per round")
     p.add_argument(
-        "--rounds", type=int, default=3, help="rounds taking the models in turn; each rate is their median"
+        "--rounds",
+        type=POSITIVE,
+        default=3,
+        help="rounds taking the models in turn; each rate is their median",
     )
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps of each model before the rounds")
+    p.add_argument(
+        "--warmup", type=NON_NEGATIVE, default=3, help="untimed steps of each model before the rounds"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the models (compile time excluded)")
     p.add_argument("--variants", nargs="+", help="ablation variants measured besides full")
     p.add_argument("--no-sam", action="store_true", help="skip the SAM step measurement (train)")
@@ -458,15 +524,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-render tables and figures from finished runs (make figures); never trains, fails instead",
     )
     p.set_defaults(func=cmd_notebooks)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--debug", action="store_true", help="on an error, show the full traceback, not only the message"
+        )
     return parser
+
+
+def _expected_failures() -> tuple[type[BaseException], ...]:
+    """What bad input raises: config and layout errors (ValueError), bad checkpoints (RuntimeError),
+    OS errors (missing, unreadable or unwritable files, a full disk), YAML errors and bad media.
+    Anything else is a bug in fbifpn and keeps its traceback."""
+    import yaml
+
+    return (ValueError, RuntimeError, OSError, yaml.YAMLError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fbifpn.config import ConfigError
-
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except _expected_failures() as e:
+        if args.debug:
+            raise
+        print(f"error: {_message(e)}", file=sys.stderr)
+        print("(run again with --debug for the traceback)", file=sys.stderr)
         return 2
+
+
+def _message(error: BaseException) -> str:
+    """One line that names the file or key and the reason."""
+    if isinstance(error, OSError) and error.filename is not None and str(error.filename) not in str(error):
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error).strip() or type(error).__name__

@@ -22,7 +22,13 @@ CAM_METHODS = ("gradcam", "gradcam++")
 
 def neck_layer(model: Detector, level: int = 0) -> nn.Module:
     """The module whose output is the last fusion layer's map at `level` (0 = stride 4)."""
-    neck = model.neck
+    neck = getattr(model, "neck", None)
+    if neck is None:
+        raise ValueError(
+            f"this model ({type(model).__name__}) has no F-BiFPN neck, so it has no pyramid level to "
+            "explain: Grad-CAM at a level, attention and mask maps need a variant with a neck "
+            "(every variant but backbone_only)"
+        )
     if level not in neck.levels:
         raise ValueError(f"level {level}: the neck's levels are {list(neck.levels)}")
     position = list(neck.levels).index(level)

@@ -8,6 +8,7 @@ installed copy uses `./runs`; `FBIFPN_RUNS` overrides both.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -30,15 +31,21 @@ def cache_dir() -> Path:
 
 def writable_dir(path: Path | str, what: str = "output folder") -> Path:
     """Create `path` if needed and prove it takes a file, before any work is done for it: an
-    unwritable destination found at the end would throw the work away."""
+    unwritable destination found at the end would throw the work away. A probe, not os.access:
+    access() says yes to root on a read-only mount, and knows nothing of full disks or quotas."""
     path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{what}: {path} is not writable: {parent} is a file, not a folder")
+            break
+    probe = path / f".fbifpn-write-probe-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".fbifpn-write-probe-{os.getpid()}"
-        probe.write_bytes(b"")
+        probe.touch()
         probe.unlink()
     except OSError as e:
-        raise OSError(e.errno, f"{what} {path} is not writable: {e.strerror or e}") from None
+        raise OSError(f"{what}: {path} is not writable: {e.strerror or e}") from None
     return path
 
 
@@ -46,7 +53,7 @@ def write_text_atomic(path: Path | str, text: str) -> Path:
     """Write through a temporary file and a rename: readers see the old file or the new, whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         tmp.write_text(text)
         os.replace(tmp, path)

@@ -40,6 +40,8 @@ def overfit(
     cfg: Config, steps: int = 50, batch_size: int = 8, seed: int = 0, progress: bool = True
 ) -> list[float]:
     """Train on one fixed toy batch; return the total loss at every step."""
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"overfit needs steps >= 1 and batch_size >= 1, got {steps} and {batch_size}")
     torch.manual_seed(seed)
     model = build_model(cfg).train()
     criterion = MultiTaskLoss(cfg)

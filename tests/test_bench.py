@@ -240,8 +240,12 @@ def test_summarise_run_says_plainly_when_a_run_finished_no_step(tmp_path):
     script = Path(fbifpn.__file__).parent.parent / "benchmarks" / "summarise_run.py"
     run = tmp_path / "run"
     run.mkdir()
-    (run / "metrics.jsonl").write_text(json.dumps({"kind": "val", "step": 0, "video_auc": 0.5, "frame_auc": 0.5}))
-    result = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, check=False)
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"kind": "val", "step": 0, "video_auc": 0.5, "frame_auc": 0.5})
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), str(run)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 1 and "NO STEP" in result.stdout  # no KeyError: 'steps'
     assert json.loads((run / "summary.json").read_text())["steps"] == 0
 

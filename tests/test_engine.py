@@ -96,7 +96,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(smoke_manifest
     with pytest.raises(NonFiniteLoss, match="non-finite"):
         # A fresh run into the same folder (resuming with another loss is refused): it must stop at
         # its first check, before any save could overwrite the good checkpoint.
-        fit(load_config("smoke", ["train.epochs=2", "loss.lambda_mask=nan"]), tmp_path / "run", progress=False)
+        fit(
+            load_config("smoke", ["train.epochs=2", "loss.lambda_mask=nan"]), tmp_path / "run", progress=False
+        )
     assert hashlib.sha256((tmp_path / "run/last.pt").read_bytes()).hexdigest() == before
 
 

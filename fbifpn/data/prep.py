@@ -40,6 +40,7 @@ from fbifpn.data.faces import (
 from fbifpn.data.manifest import frame, write_csv_atomic
 from fbifpn.data.sources.base import VideoEntry
 from fbifpn.data.video import evenly_spaced, frame_count, read_sampled
+from fbifpn.paths import writable_dir
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,13 @@ class PrepOptions:
     all_faces: bool = False  # keep every face above min_score, not only the largest
     min_score: float = 0.9
     detect_every: int = 1  # run the detector on every k-th sampled frame; track in between
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "size", "detect_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"prep option {name}={getattr(self, name)} is out of range, expected >= 1")
+        if not self.scale > 0:
+            raise ValueError(f"prep option scale={self.scale} is out of range, expected > 0")
 
 
 def part_path(out: Path, video_id: str) -> Path:
@@ -296,7 +304,7 @@ def prep(
     progress: bool = True,
 ) -> dict:
     """Crop every video (skipping finished ones), then write the manifest and the report."""
-    out = Path(out)
+    out = writable_dir(out, "prep output folder")
     if options.detector != "precomputed" and not any(e.frames for e in entries):
         make_detector(options.detector)  # fail at once if the backend is missing, not once per video
     todo = shard_entries(entries, shard)
@@ -369,6 +377,7 @@ def prepare_folder(
 ) -> Path:
     """Crop the faces of a folder of unlabelled videos (label -1, split "") into a manifest folder,
     by default a cache under runs/cache/folders/. Videos with sidecars use them unless `detector` is set."""
+    from fbifpn.data.faces import is_sidecar
     from fbifpn.paths import cache_dir
 
     folder = Path(folder).resolve()
@@ -376,7 +385,8 @@ def prepare_folder(
     if not videos:
         raise FileNotFoundError(f"{folder}: no video ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder")
     if detector is None:
-        detector = "precomputed" if all(v.with_suffix(".json").is_file() for v in videos) else "mtcnn"
+        # A clip.json of another tool's shape is no sidecar: "precomputed" would fail on that video.
+        detector = "precomputed" if all(is_sidecar(v.with_suffix(".json")) for v in videos) else "mtcnn"
     out = (
         Path(out)
         if out is not None
