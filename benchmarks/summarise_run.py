@@ -13,7 +13,11 @@ train = [r for r in records if r["kind"] == "train" and "elapsed_s" in r]
 val = [r for r in records if r["kind"] == "val"]
 summary = {"run_dir": str(run), "train_points": len(train), "val_points": len(val), "steps": 0}
 if train:
-    summary |= {"steps": train[-1]["step"], "seconds": train[-1]["elapsed_s"], "loss_last": train[-1]["total"]}
+    summary |= {
+        "steps": train[-1]["step"],
+        "seconds": train[-1]["elapsed_s"],
+        "loss_last": train[-1]["total"],
+    }
 if len(train) >= 2:
     first, last = train[0], train[-1]
     seconds = last["elapsed_s"] - first["elapsed_s"]

@@ -38,7 +38,11 @@ def _number(low: float, high: float | None = None, low_open: bool = False):
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if (value <= low if low_open else value < low) or (high is not None and value > high):
+        if (
+            not math.isfinite(value)
+            or (value <= low if low_open else value < low)
+            or (high is not None and value > high)
+        ):
             wanted = f"> {low:g}" if high is None else f"a value in [{low:g}, {high:g}]"
             raise argparse.ArgumentTypeError(f"{value:g} is out of range, expected {wanted}")
         return value
@@ -120,6 +124,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from fbifpn.data.synthetic import generate
     from fbifpn.data.video import encoder
 
+    if args.out is not None:
+        from fbifpn.paths import writable_dir
+
+        writable_dir(args.out, "synth output folder")
     if encoder() != "pyav-x264":
         print(
             "note: PyAV is not installed, so OpenCV writes the videos (mp4v): c23 and c40 are then one "
@@ -287,9 +295,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from fbifpn.engine import checkpoint as ckpt
     from fbifpn.paths import writable_dir
 
+    writable_dir(args.out, "explain output folder")
     model, cfg, _ = ckpt.load_model(args.checkpoint)
     explain.neck_layer(model, args.level)  # a model without a neck or that level fails here, before any work
-    writable_dir(args.out, "explain output folder")
     data = FrameDataset(
         load_manifest(args.manifest),
         cfg.data.image_size,
@@ -321,7 +329,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         from fbifpn.paths import writable_dir
 
-        writable_dir(args.json.parent, "--json folder")  # before the measurements, not after
+        if args.json.is_dir():
+            raise IsADirectoryError(f"--json {args.json}: is a folder, not a file")
+        writable_dir(args.json.parent, f"--json {args.json}")  # before the measurements, not after
     print(
         f"bench {args.mode}: profile {cfg.profile}, {cfg.model.backbone.name} at {cfg.data.image_size} px, "
         f"batch {args.batch or cfg.train.batch_size}, {args.rounds} interleaved rounds of {args.steps} timed "
@@ -531,21 +541,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expected_failures() -> tuple[type[BaseException], ...]:
-    """What bad input raises: config and layout errors (ValueError), bad checkpoints (RuntimeError),
-    OS errors (missing, unreadable or unwritable files, a full disk), YAML errors and bad media.
-    Anything else is a bug in fbifpn and keeps its traceback."""
+def _expected(error: BaseException) -> bool:
+    """Whether `error` is bad input rather than a bug. OS errors (missing, unreadable or unwritable
+    files, a full disk) and YAML errors are, wherever they arise. A ValueError or RuntimeError is
+    when fbifpn raised it on purpose (config, layout, checkpoint and media errors, each with its
+    message); one raised inside torch, numpy or pandas is a bug here and keeps its traceback."""
     import yaml
 
-    return (ValueError, RuntimeError, OSError, yaml.YAMLError)
+    if isinstance(error, (OSError, yaml.YAMLError)):
+        return True
+    if not isinstance(error, (ValueError, RuntimeError)):
+        return False
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
+
+
+PACKAGE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except _expected_failures() as e:
-        if args.debug:
+    except Exception as e:
+        if args.debug or not _expected(e):
             raise
         print(f"error: {_message(e)}", file=sys.stderr)
         print("(run again with --debug for the traceback)", file=sys.stderr)

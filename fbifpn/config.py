@@ -10,6 +10,7 @@ dotted key, so a misspelt papermill parameter fails at once rather than being si
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -39,16 +40,18 @@ class Range:
     high_open: bool = False
 
     def check(self, key: str, value: float) -> None:
+        if not math.isfinite(value):  # every comparison with NaN is false: it would pass any bound
+            raise OutOfRange(f"{key}: {value!r} is out of range, expected a finite value {self}")
         below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if below or above:
-            raise OutOfRange(f"{key}: {value!r} is out of range, expected {self}")
+            raise OutOfRange(f"{key}: {value!r} is out of range, expected a value {self}")
 
     def __str__(self) -> str:
         if self.high is None:
             return f"{'>' if self.low_open else '>='} {self.low:g}"
         lo, hi = "(" if self.low_open else "[", ")" if self.high_open else "]"
-        return f"a value in {lo}{self.low:g}, {self.high:g}{hi}"
+        return f"in {lo}{self.low:g}, {self.high:g}{hi}"
 
 
 # The ranges the fields below use. Sizes, widths and counts of things a run needs are >= 1.

@@ -118,8 +118,47 @@ def test_bad_input_over_the_cli(files, capsys, command, status, phrase):
     out = capsys.readouterr()
     text = out.out + out.err
     assert code == status, text
-    assert phrase in text, text
-    assert "Traceback" not in text
+    assert phrase in text and "error:" in text, text
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """A ValueError from inside a library is no bad input: it is not dressed up as a message."""
+    import numpy as np
+
+    import fbifpn.config
+
+    monkeypatch.setattr(fbifpn.config, "load_config", lambda *a: np.zeros(2).reshape(3))
+    with pytest.raises(ValueError, match="reshape"):
+        main(["info", "--profile", "smoke"])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", ".nan", "-.inf"])
+def test_non_finite_values_are_out_of_range(value, capsys):
+    assert main(["info", "--profile", "smoke", "--set", f"optim.lr={value}"]) == 2
+    assert "optim.lr" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["overfit", "--profile", "smoke", "--min-drop", value])
+
+
+def test_synth_into_an_unwritable_folder_is_a_message(files, capsys):
+    assert main(["synth", "--size", "smoke", "--out", str(files["under_file"])]) == 2
+    assert "a_file is a file, not a folder" in capsys.readouterr().err
+
+
+def test_prep_does_a_listed_video_again_once_it_is_on_disk(smoke_tree, tmp_path):
+    root = tmp_path / "synth-ff"
+    shutil.copytree(smoke_tree / "synth-ff", root)
+    gone = next(e for e in ffpp.scan(root) if e.split == "test" and e.label == 0)
+    kept = tmp_path / "kept.mp4"
+    shutil.move(gone.path, kept)
+    argv = ["prep", "--layout", "ffpp", "--root", str(root), "--split", "test", "--frames", "2"]
+    assert main([*argv, "--out", str(tmp_path / "p")]) == 0
+    shutil.move(kept, gone.path)  # the download finished
+    assert main([*argv, "--out", str(tmp_path / "p")]) == 0
+    report = json.loads((tmp_path / "p" / "prep_report.json").read_text())
+    assert (
+        report["failures"] == [] and report["videos"]["skipped_already_done"] == report["videos"]["total"] - 1
+    )
 
 
 def test_debug_shows_the_traceback(files):
@@ -155,7 +194,7 @@ def test_eval_writes_as_it_goes_and_finishes_atomically(monkeypatch, files):
     out = files["d"] / "stream"
 
     def dies(*args, **kwargs):
-        raise RuntimeError("killed after scoring")
+        raise OSError("the disk went away after scoring")
 
     monkeypatch.setattr(metrics, "evaluate_scores", dies)
     argv = [

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 import torch
 
-from fbifpn import load_config
+from fbifpn import build_model, load_config
 from fbifpn.cli import main
 from fbifpn.data.cache import prepared_manifest
 from fbifpn.engine import checkpoint as ckpt
@@ -112,12 +112,17 @@ def test_a_plain_state_dict_or_a_non_dict_is_refused(tmp_path):
         ckpt.load(tmp_path / "list.pt")
 
 
-def test_a_checkpoint_without_a_digest_is_refused(smoke, tmp_path):
+def test_a_checkpoint_from_before_digests_loads_with_a_warning_and_gains_one(smoke, tmp_path):
+    """Ours by its keys, older than digests: loaded unchecked, said so; saved again, it is sealed."""
     torch.save(_content(smoke), tmp_path / "old.pt")
-    with pytest.raises(ckpt.CheckpointError, match=r"old\.pt: refused, it carries no digest"):
-        ckpt.load(tmp_path / "old.pt")
-    with pytest.raises(ckpt.CheckpointError, match="carries no digest"):
-        ckpt.load_model(tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match=r"old\.pt: carries no digest"):
+        old = ckpt.load(tmp_path / "old.pt")
+    real = {"model": build_model(smoke, pretrained=False).state_dict(), "config": smoke.to_dict()}
+    torch.save(real, tmp_path / "old_model.pt")
+    with pytest.warns(UserWarning, match="carries no digest"):
+        ckpt.load_model(tmp_path / "old_model.pt")
+    ckpt.save(tmp_path / "old.pt", **old)
+    assert "digest" in torch.load(tmp_path / "old.pt", weights_only=True)
 
 
 def test_a_save_removes_the_temporary_files_a_killed_save_left(smoke, tmp_path):
@@ -149,11 +154,17 @@ def test_resume_accepts_keys_that_do_not_change_the_training(smoke_manifest, tmp
     assert result.steps == 2
 
 
-def test_resume_restores_the_thread_count_it_was_trained_with(smoke_manifest, tmp_path, threads, capsys):
+def test_resume_restores_the_thread_count_it_was_trained_with(
+    smoke_manifest, tmp_path, threads, capsys, monkeypatch
+):
     torch.set_num_threads(2)
     fit(load_config("smoke", SHORT), tmp_path / "run", progress=False)
     assert torch.load(tmp_path / "run/last.pt", weights_only=True)["torch_threads"] == 2
     torch.set_num_threads(1)
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n) or real(n))
     fit(load_config("smoke", SHORT), tmp_path / "run", resume=True, progress=False)
-    assert torch.get_num_threads() == 2
+    assert calls == [2, 1]  # the run's count while it trains, the caller's back afterwards
+    assert torch.get_num_threads() == 1
     assert "torch threads set to 2 (was 1)" in capsys.readouterr().out

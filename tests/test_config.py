@@ -119,6 +119,13 @@ def test_a_value_out_of_range_names_the_key(key, bound):
     if bound.high is not None:
         with pytest.raises(ConfigError, match="out of range"):
             load_config("smoke", {key: bound.high + 1})
+        if bound.high_open:  # the bound itself is outside (an EMA decay of 1 never moves)
+            with pytest.raises(ConfigError, match="out of range"):
+                load_config("smoke", {key: bound.high})
+        else:
+            load_config("smoke", {key: bound.high})
+    with pytest.raises(ConfigError, match=re.escape(key) + ": .*nan"):  # out of range, or not an integer
+        load_config("smoke", {key: float("nan")})
 
 
 def test_yaml_errors_name_the_profile(tmp_path):

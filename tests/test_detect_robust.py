@@ -312,7 +312,8 @@ def test_prepare_folder_uses_sidecars_only_when_all_pass(tmp_path, monkeypatch):
         (tmp_path / f"{name}.json").write_text('{"frames": [{"box": [0, 0, 9, 9]}]}')
     prep.prepare_folder(tmp_path, tmp_path / "out", progress=False)
     (tmp_path / "b.json").write_text('{"title": "not a sidecar"}')
-    prep.prepare_folder(tmp_path, tmp_path / "out", progress=False)
+    with pytest.warns(UserWarning, match=r"b\.json: not a face-box sidecar, ignored"):
+        prep.prepare_folder(tmp_path, tmp_path / "out", progress=False)
     assert chosen == ["precomputed", "mtcnn"]
 
 

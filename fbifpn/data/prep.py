@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -60,6 +61,9 @@ class PrepOptions:
                 raise ValueError(f"prep option {name}={getattr(self, name)} is out of range, expected >= 1")
         if not self.scale > 0:
             raise ValueError(f"prep option scale={self.scale} is out of range, expected > 0")
+
+
+MISSING = "video file not found"
 
 
 def part_path(out: Path, video_id: str) -> Path:
@@ -120,7 +124,7 @@ def process_video(entry: VideoEntry, out: Path, options: PrepOptions, detector=N
     if entry.frames:  # already cropped (DeepfakeBench): read in place
         return _index_crops(entry, part)
     if not entry.path.is_file():
-        return fail("video file not found")
+        return fail(MISSING)
     if entry.path.stat().st_size == 0:
         return fail("empty file (0 bytes)")
     cap = cv2.VideoCapture(path)
@@ -278,6 +282,17 @@ def _work(args: tuple[VideoEntry, str, PrepOptions]) -> tuple[str, dict]:
     return entry.video_id, part
 
 
+def _finished(out: Path, entry: VideoEntry) -> bool:
+    """A video with a part is finished, unless it was missing then and is on disk now (a download
+    that completed after the first run): that one is done again, not reported missing for ever."""
+    path = part_path(out, entry.video_id)
+    if not path.is_file():
+        return False
+    part = json.loads(path.read_text())
+    missing = part["status"] == "failed" and any(f["reason"] == MISSING for f in part["failures"])
+    return not (missing and entry.path.is_file())
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
@@ -308,7 +323,7 @@ def prep(
     if options.detector != "precomputed" and not any(e.frames for e in entries):
         make_detector(options.detector)  # fail at once if the backend is missing, not once per video
     todo = shard_entries(entries, shard)
-    pending = [e for e in todo if not part_path(out, e.video_id).is_file()]
+    pending = [e for e in todo if not _finished(out, e)]
     args = [(e, str(out), options) for e in pending]
     bar = tqdm(
         total=len(todo), initial=len(todo) - len(pending), desc="prep", unit="video", disable=not progress
@@ -386,7 +401,14 @@ def prepare_folder(
         raise FileNotFoundError(f"{folder}: no video ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder")
     if detector is None:
         # A clip.json of another tool's shape is no sidecar: "precomputed" would fail on that video.
-        detector = "precomputed" if all(is_sidecar(v.with_suffix(".json")) for v in videos) else "mtcnn"
+        foreign = [j for j in (v.with_suffix(".json") for v in videos) if j.is_file() and not is_sidecar(j)]
+        for j in foreign:
+            warnings.warn(f"{j}: not a face-box sidecar, ignored; faces are found by mtcnn", stacklevel=2)
+        detector = (
+            "precomputed"
+            if not foreign and all(v.with_suffix(".json").is_file() for v in videos)
+            else "mtcnn"
+        )
     out = (
         Path(out)
         if out is not None

@@ -15,6 +15,7 @@ import hashlib
 import math
 import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +130,15 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
         )
     seal = saved.pop(DIGEST, None)
     if seal is None:
-        raise CheckpointError(
-            f"{path}: refused, it carries no digest: written by another tool or by an fbifpn "
-            "before checkpoint digests"
+        # Ours by its keys, but from before digests: refusing it would throw away every earlier
+        # run (make figures, resumed notebooks). It loads, unchecked, and says so; its next save
+        # carries a digest.
+        warnings.warn(
+            f"{path}: carries no digest (written before fbifpn checked them), so its integrity "
+            "cannot be checked; loaded as it is",
+            stacklevel=2,
         )
+        return saved
     if not isinstance(seal, dict) or seal.get("algorithm") != "sha256":
         raise CheckpointError(f"{path}: refused, its digest is not a sha256 one fbifpn writes: {seal!r}")
     if digest(saved) != seal.get("value"):

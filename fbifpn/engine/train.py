@@ -270,6 +270,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
         "history": [],
     }
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    threads_before = None  # set when resuming changes the thread count; restored when fit returns
     if resume and last_path.is_file():
         saved = ckpt.load(last_path)
         ckpt.check_resume_config(saved, cfg, last_path)
@@ -280,6 +281,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
                     f"--resume: torch threads set to {threads} (was {torch.get_num_threads()}), "
                     f"as {last_path} was trained with, so the run continues bit for bit"
                 )
+            threads_before = torch.get_num_threads()
             torch.set_num_threads(threads)
         ckpt.load_weights(model, saved["model"], last_path)
         optimizer.load_state_dict(saved["optimizer"])
@@ -431,6 +433,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
         if main:
             writer.close()
             log.close()
+        if threads_before is not None:  # the caller's kernel (a notebook) keeps its own count
+            torch.set_num_threads(threads_before)
     seconds = time.perf_counter() - start_time
     return RunResult(
         run_dir,
