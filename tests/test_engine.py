@@ -74,6 +74,33 @@ def test_killed_mid_epoch_then_resumed_is_bit_identical(smoke_manifest, tmp_path
     assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "killed"))
 
 
+@pytest.mark.slow
+def test_resumed_under_another_thread_count_is_still_bit_identical(smoke_manifest, tmp_path, monkeypatch):
+    """CPU kernels split their sums by thread count; the checkpoint's count is used while resuming."""
+    before = torch.get_num_threads()
+    cfg = load_config("smoke", QUICK)
+    try:
+        torch.set_num_threads(2)
+        fit(cfg, tmp_path / "whole", progress=False)
+        real_save = ckpt.save
+
+        def save_then_die(path, **content):
+            real_save(path, **content)
+            if content["step"] == 4 and content["batch"] != 0:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(ckpt, "save", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            fit(cfg, tmp_path / "killed", progress=False)
+        monkeypatch.setattr(ckpt, "save", real_save)
+        torch.set_num_threads(1)  # another machine, or a notebook that set its own
+        fit(cfg, tmp_path / "killed", resume=True, progress=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "killed"))
+
+
 def test_the_test_split_is_never_opened(smoke_manifest, tmp_path, monkeypatch):
     opened = []
     real_imread = dataset_module.cv2.imread
