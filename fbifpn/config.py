@@ -313,6 +313,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:  # torch and numpy take 64-bit integers, and overflow past them
+            raise OutOfRange(f"{key}: {value} is out of range, expected a 64-bit integer")
         return value
     if tp is float:
         if isinstance(value, str):
@@ -390,6 +392,8 @@ def _one_line(error: yaml.YAMLError) -> str:
 def profile_path(profile: str | Path) -> Path:
     path = Path(profile)
     if path.suffix in (".yaml", ".yml"):
+        if path.is_dir():
+            raise ConfigError(f"profile {path} is a folder, not a YAML file")
         if not path.is_file():
             raise ConfigError(f"profile file {path} does not exist")
         return path
@@ -435,6 +439,10 @@ def load_config(
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:  # a syntax error, or a tab where YAML wants spaces
             raise ConfigError(f"profile {path} is not valid YAML: {_one_line(e)}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"profile {path} is not a text (UTF-8) file: {e.reason} at byte {e.start}"
+            ) from None
         if not isinstance(values, dict):
             raise ConfigError(f"profile {path} must hold a mapping at the top level")
         values.setdefault("profile", path.stem)

@@ -34,6 +34,7 @@ from fbifpn.data.faces import (
 )
 from fbifpn.data.video import evenly_spaced, read_sampled
 from fbifpn.engine import checkpoint as ckpt
+from fbifpn.engine.train import resolve_device
 from fbifpn.paths import writable_dir, write_text_atomic
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -59,7 +60,7 @@ def expand(paths: list[Path]) -> list[Path]:
             out += found or [path]
         else:
             out.append(path)
-    return out
+    return list({Path(os.path.abspath(p)): p for p in reversed(out)}.values())[::-1]  # each path once
 
 
 def kind_of(path: Path) -> str:
@@ -151,8 +152,10 @@ def detect_file(
         return entry
     heat_frames: list[np.ndarray] | None = [] if overlay is not None else None
     try:
-        if not path.is_file():
+        if not path.exists():
             raise OSError("no such file")
+        if not path.is_file():
+            raise OSError("not a regular file (a FIFO, a device or a socket)")
         kind, decoded, warnings = _read(path, frames)
         entry["warnings"] += warnings
         finder = detector
@@ -293,14 +296,27 @@ def overlay_targets(paths: list[Path], files: list[Path], overlay: Path | None) 
     if overlay.exists() and not overlay.is_dir():
         raise NotADirectoryError(f"--overlay {overlay}: several inputs need a folder, and this is a file")
     writable_dir(overlay, f"--overlay {overlay}")
-    media = [p.resolve() for p in files if p.is_file()]
+    # Absolute paths as given, not resolved: a symlink and its target are two inputs, two overlays.
+    media = [Path(os.path.abspath(p)) for p in files if p.is_file()]
     if not media:
         return [None] * len(files)
     root = Path(os.path.commonpath([p.parent for p in media]))
     ext = {"image": ".overlay.png", "video": ".overlay.mp4"}
     return [
-        overlay / f"{p.resolve().relative_to(root)}{ext[kind_of(p)]}" if p.is_file() else None for p in files
+        overlay / f"{Path(os.path.abspath(p)).relative_to(root)}{ext[kind_of(p)]}" if p.is_file() else None
+        for p in files
     ]
+
+
+def writable_target(path: Path, what: str, protected: set[Path]) -> Path:
+    """Where writing `path` may go: through a symlink to the file it names, never onto a device, a
+    FIFO or a folder (a rename would replace them), and never onto an input or the checkpoint."""
+    real = Path(os.path.realpath(path))
+    if real.exists() and not real.is_file():
+        raise ValueError(f"{what} {path}: exists and is not a regular file; refusing to replace it")
+    if real in protected:
+        raise ValueError(f"{what} {path}: is one of the inputs (or the checkpoint); refusing to overwrite it")
+    return real
 
 
 def detect(
@@ -321,13 +337,19 @@ def detect(
     ValueError before the checkpoint is loaded.
     """
     files = expand(paths)
-    targets = overlay_targets(list(paths), files, overlay)
+    protected = {Path(os.path.realpath(p)) for p in [*files, checkpoint]}
+    targets = [
+        None if t is None else writable_target(t, "--overlay", protected)
+        for t in overlay_targets(list(paths), files, overlay)
+    ]
+    if len({t for t in targets if t is not None}) < sum(t is not None for t in targets):
+        raise ValueError("--overlay: two inputs would share one overlay file")  # mirrored names prevent it
     partial_path = None
     if json_out is not None:
-        json_out = Path(json_out)
-        _check_json_out(json_out)
-        partial_path = json_out.with_name(json_out.name + ".partial")
-    scorer = FaceScorer(Path(checkpoint), device)
+        _check_json_out(Path(json_out))
+        json_out = writable_target(Path(json_out), "--json", protected)
+        partial_path = writable_target(json_out.with_name(json_out.name + ".partial"), "--json", protected)
+    scorer = FaceScorer(Path(checkpoint), str(resolve_device(device)))
     finder = make_detector(detector)  # built once: MTCNN takes a while
     results = []
     with partial_path.open("w") if partial_path is not None else contextlib.nullcontext() as partial:

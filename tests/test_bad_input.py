@@ -42,8 +42,38 @@ def files(tmp_path_factory, smoke_tree):
     (dfdc / "metadata.json").write_text(json.dumps(["a.mp4", "b.mp4"]))
     f["dfdc"] = d / "dfdc"
     (d / "empty_folder").mkdir()
+    (d / "binary.yaml").write_bytes(bytes(range(256)))
+    (d / "folder.yaml").mkdir()
+    f["manifests"] = _bad_manifests(d, f["manifest"])
+    for name, change in {
+        "foreign": {"config": {"lr": 0.1, "arch": "resnet"}},
+        "thr_text": {"threshold": "high"},
+        "thr_nan": {"threshold": float("nan")},
+        "cfg_text": {"config": "smoke"},
+    }.items():
+        legacy = torch.load(f["good"], weights_only=True) | change
+        legacy.pop("digest")  # from before digests, so nothing but the fields themselves can refuse it
+        torch.save(legacy, d / f"legacy_{name}.pt")
     f["photo"] = smoke_tree / "synth-ff/original_sequences/youtube/c23/videos/000.mp4"
+    shutil.copy(smoke_tree / "synth-ff/original_sequences/youtube/c23/videos/000.mp4", d / "copy.png")
     return f
+
+
+def _bad_manifests(d, prep_folder):
+    """Copies of the smoke manifest (crop paths made absolute) with one thing wrong each."""
+    from fbifpn.data.manifest import load_manifest
+
+    good = load_manifest(prep_folder)
+    bad = {
+        "label2": good.assign(label=2),
+        "label_text": good.assign(label="fake"),
+        "frame_nan": good.assign(frame_idx="nan"),
+        "no_crops": good.assign(image=[str(d / "gone" / f"{i}.png") for i in range(len(good))]),
+        "header_only": good.iloc[:0],
+    }
+    for name, df in bad.items():
+        df.to_csv(d / f"{name}.csv", index=False)
+    return d
 
 
 # command (with {placeholders} from `files`), exit status, a phrase the message must contain
@@ -105,6 +135,92 @@ ROWS = [
     (["detect", "{photo}", "--checkpoint", "{good}", "--overlay", "{d}/o.txt"], 2, "o.txt"),
     (["detect", "{photo}", "--checkpoint", "{d}/zero.pt"], 2, "zero.pt"),
     (["bench", "train", "--profile", "smoke", "--json", "{under_file}/b.json"], 2, "not writable"),
+    (["bench", "train", "--profile", "smoke", "--json", "{d}/empty_folder"], 2, "is a folder"),
+    (["info", "--profile", "{d}/binary.yaml"], 2, "not a text (UTF-8) file"),
+    (["info", "--profile", "{d}/folder.yaml"], 2, "is a folder"),
+    (["info", "--profile", "smoke", "--set", "model.heads.grid=99999999999999999999"], 2, "64-bit"),
+    (
+        [
+            "eval",
+            "--checkpoint",
+            "{good}",
+            "--manifest",
+            "{manifest}",
+            "--out",
+            "{d}/e",
+            "--device",
+            "cuda:7",
+        ],
+        2,
+        "cuda:7",
+    ),
+    (
+        [
+            "eval",
+            "--checkpoint",
+            "{good}",
+            "--manifest",
+            "{manifest}",
+            "--out",
+            "{d}/e",
+            "--device",
+            "banana",
+        ],
+        2,
+        "banana",
+    ),
+    (
+        ["eval", "--checkpoint", "{good}", "--manifest", "{d}/label2.csv", "--out", "{d}/e"],
+        2,
+        "column label is '2'",
+    ),
+    (
+        ["eval", "--checkpoint", "{good}", "--manifest", "{d}/label_text.csv", "--out", "{d}/e"],
+        2,
+        "label_text.csv",
+    ),
+    (
+        ["eval", "--checkpoint", "{good}", "--manifest", "{d}/frame_nan.csv", "--out", "{d}/e"],
+        2,
+        "column frame_idx",
+    ),
+    (
+        ["eval", "--checkpoint", "{good}", "--manifest", "{d}/no_crops.csv", "--out", "{d}/e"],
+        2,
+        "crops of all",
+    ),
+    (
+        ["eval", "--checkpoint", "{good}", "--manifest", "{d}/header_only.csv", "--out", "{d}/e"],
+        2,
+        "has no rows",
+    ),
+    (["eval", "--checkpoint", "{d}", "--manifest", "{manifest}", "--out", "{d}/e"], 2, "is a folder"),
+    (
+        ["eval", "--checkpoint", "{d}/legacy_foreign.pt", "--manifest", "{manifest}", "--out", "{d}/e"],
+        2,
+        "legacy_foreign.pt",
+    ),
+    (
+        ["eval", "--checkpoint", "{d}/legacy_cfg_text.pt", "--manifest", "{manifest}", "--out", "{d}/e"],
+        2,
+        "legacy_cfg_text.pt",
+    ),
+    (
+        ["eval", "--checkpoint", "{d}/legacy_thr_text.pt", "--manifest", "{manifest}", "--out", "{d}/e"],
+        2,
+        "threshold 'high'",
+    ),
+    (
+        ["eval", "--checkpoint", "{d}/legacy_thr_nan.pt", "--manifest", "{manifest}", "--out", "{d}/e"],
+        2,
+        "threshold nan",
+    ),
+    (["detect", "{photo}", "--checkpoint", "{good}", "--json", "{good}"], 2, "refusing to overwrite"),
+    (
+        ["detect", "{d}/copy.png", "--checkpoint", "{good}", "--overlay", "{d}/copy.png"],
+        2,
+        "refusing to overwrite",
+    ),
 ]
 
 
@@ -281,3 +397,70 @@ def test_prep_options_refuse_nonsense():
     for bad in ({"frames": 0}, {"size": -1}, {"scale": 0}, {"detect_every": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             PrepOptions(**bad)
+
+
+def test_detect_never_replaces_a_device_or_a_fifo_and_writes_through_a_symlink(files, tmp_path):
+    import os
+    import stat
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # a device or a FIFO: a rename over it would swap it for a regular file
+    argv = ["detect", str(files["photo"]), "--checkpoint", str(files["good"]), "--frames", "1"]
+    assert main([*argv, "--json", str(fifo)]) == 2
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    link.symlink_to(real)
+    assert main([*argv, "--detector", "haar", "--json", str(link)]) in (0, 1)
+    assert link.is_symlink() and len(json.loads(real.read_text())) == 1
+
+
+def test_detect_gives_a_symlink_and_its_target_their_own_overlays(files, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(files["photo"], folder / "a.mp4")
+    shutil.copy(files["photo"].with_suffix(".json"), folder / "a.json")
+    (folder / "b.mp4").symlink_to(folder / "a.mp4")
+    argv = ["detect", str(folder / "a.mp4"), str(folder / "b.mp4"), str(folder / "a.mp4")]
+    assert main(
+        [
+            *argv,
+            "--checkpoint",
+            str(files["good"]),
+            "--frames",
+            "1",
+            "--overlay",
+            str(tmp_path / "ov"),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--detector",
+            "haar",
+        ]
+    ) in (0, 1)
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert len(results) == 2  # the same path twice is one input
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["a.mp4.overlay.mp4", "b.mp4.overlay.mp4"]
+
+
+def test_detect_names_a_fifo_input(files, tmp_path):
+    import os
+
+    fifo = tmp_path / "clip.mp4"
+    os.mkfifo(fifo)
+    assert (
+        main(["detect", str(fifo), "--checkpoint", str(files["good"]), "--json", str(tmp_path / "r.json")])
+        == 1
+    )
+    (entry,) = json.loads((tmp_path / "r.json").read_text())
+    assert "not a regular file" in entry["error"]
+
+
+def test_resume_with_another_profile_is_refused_before_any_data_is_made(files, tmp_path, monkeypatch):
+    import fbifpn.engine.train as train_module
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(files["good"], run / "last.pt")
+    made = []
+    monkeypatch.setattr(train_module, "prepared_manifest", lambda *a, **k: made.append(a))
+    assert main(["train", "--profile", "demo", "--run-dir", str(run), "--resume"]) == 2
+    assert made == []  # refused in seconds, not after building the demo benchmark

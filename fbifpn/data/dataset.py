@@ -88,6 +88,11 @@ class FrameDataset(torch.utils.data.Dataset):
             raise ValueError(f"train.fakes: {fakes!r} is not one of dataset, sbi, both")
         if fakes == "sbi":
             df = df[df["label"] == 0]
+        if df.empty and self.skipped:
+            raise FileNotFoundError(
+                f"split {split!r}: the crops of all {len(self.skipped)} of its manifest rows are missing "
+                f"(first: {self.skipped[0]['file']}); was the prep folder moved or deleted?"
+            )
         if df.empty:
             raise ValueError(f"the manifest has no rows for split {split!r} with fakes={fakes!r}")
         self.videos = [g.reset_index(drop=True) for _, g in df.groupby("video_id", sort=True)]

@@ -70,6 +70,18 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise ValueError(
             f"{path}: not a manifest, it has no column {', '.join(missing)} (written by `fbifpn prep`?)"
         )
+    for column, allowed in (("label", {-1, 0, 1}), ("frame_idx", None), ("face_idx", None)):
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna() | (values != values.round())
+        if allowed is not None:
+            bad |= ~values.isin(allowed)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            wanted = "0 (real), 1 (fake) or -1 (unlabelled)" if allowed else "an integer"
+            raise ValueError(
+                f"{path}: row {row + 2}, column {column} is {str(df[column].iloc[row])!r}, expected {wanted}"
+            )
+        df[column] = values.astype(int)
     return df
 
 
@@ -93,6 +105,8 @@ def load_manifest(path: Path) -> pd.DataFrame:
             raise FileNotFoundError(f"{path}: no such manifest")
         files, base = [path], path.parent
     df = pd.concat([read_csv(f) for f in files], ignore_index=True)
+    if df.empty:  # one empty shard is fine, all of them are not
+        raise ValueError(f"{path}: the manifest has no rows (did every video fail? see prep_report.json)")
     for col in ("image", "mask", "landmarks"):
         df[col] = [str(base / v) if v and not os.path.isabs(v) else v for v in df[col]]
     df["has_mask"] = df["has_mask"].astype(str).str.lower().isin(["true", "1"])

@@ -104,6 +104,8 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     (anything but tensors and plain containers is refused, unrun). Every other file is refused
     with a CheckpointError that names it and says why."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     if path.stat().st_size == 0:
@@ -138,13 +140,32 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
             "cannot be checked; loaded as it is",
             stacklevel=2,
         )
-        return saved
+        return _checked_fields(saved, path)
     if not isinstance(seal, dict) or seal.get("algorithm") != "sha256":
         raise CheckpointError(f"{path}: refused, its digest is not a sha256 one fbifpn writes: {seal!r}")
     if digest(saved) != seal.get("value"):
         raise CheckpointError(
             f"{path}: refused, its contents do not match their digest (corrupt or modified: "
             "bit rot, a partial copy, or an edit after it was written)"
+        )
+    return _checked_fields(saved, path)
+
+
+def _checked_fields(saved: dict[str, Any], path: Path) -> dict[str, Any]:
+    """What every reader relies on: a valid config and a usable decision threshold. A sealed file
+    of ours always passes; this names the file when one from before digests does not."""
+    try:
+        config_from_dict(saved["config"]) if isinstance(saved["config"], dict) else None
+    except ValueError as e:
+        raise CheckpointError(f"{path}: refused, its config is not valid: {e}") from None
+    if not isinstance(saved["config"], dict):
+        raise CheckpointError(
+            f"{path}: refused, its config is a {type(saved['config']).__name__}, not a mapping"
+        )
+    threshold = saved.get("threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise CheckpointError(
+            f"{path}: refused, its decision threshold {threshold!r} is not a number in [0, 1]"
         )
     return saved
 

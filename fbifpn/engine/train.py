@@ -142,9 +142,18 @@ def training_loader(
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto`, or a device this machine has; anything else is a ValueError naming it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"device {name!r}: not a device name ({' '.join(str(e).split())})") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ValueError(f"device {name!r}: this machine has {count} CUDA device(s)")
+    return device
 
 
 def _autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
@@ -202,6 +211,14 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
         raise ValueError(
             "SAM is not combined with gradient accumulation or fp16 loss scaling: use bf16 or fp32"
         )
+
+    # A resumed run is checked against its checkpoint before any data is made or read: one with
+    # another config must fail in seconds, not after building a benchmark.
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    saved = None
+    if resume and last_path.is_file():
+        saved = ckpt.load(last_path)
+        ckpt.check_resume_config(saved, cfg, last_path)
 
     # ---- data: train and val only; the test split is never opened here
     if main:
@@ -269,11 +286,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
         "threshold": 0.5,
         "history": [],
     }
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     threads_before = None  # set when resuming changes the thread count; restored when fit returns
-    if resume and last_path.is_file():
-        saved = ckpt.load(last_path)
-        ckpt.check_resume_config(saved, cfg, last_path)
+    if saved is not None:
         threads = saved.get(ckpt.THREADS)  # absent from checkpoints that predate the key
         if threads is not None and threads != torch.get_num_threads():
             if main:
