@@ -14,44 +14,29 @@ from pathlib import Path
 # timm would otherwise retry the model hub for ~47 s before failing on machines without a network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-
-def _at_least(low: int):
-    """An argparse type: an integer >= low (argparse then names the flag and exits 2)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is out of range, expected >= {low}")
-        return value
-
-    return parse
+from fbifpn.config import Range  # noqa: E402 - after the hub setting; config imports no timm
 
 
-def _number(low: float, high: float | None = None, low_open: bool = False):
-    """An argparse type: a number in its range."""
+def _flag(kind: type, bound: Range):
+    """An argparse type: an int or float inside `bound`, the same Range the config keys declare
+    (argparse then names the flag and exits 2)."""
 
     def parse(text: str) -> float:
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if (
-            not math.isfinite(value)
-            or (value <= low if low_open else value < low)
-            or (high is not None and value > high)
-        ):
-            wanted = f"> {low:g}" if high is None else f"a value in [{low:g}, {high:g}]"
-            raise argparse.ArgumentTypeError(f"{value:g} is out of range, expected {wanted}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
+        if reason := bound.problem(value):
+            raise argparse.ArgumentTypeError(reason)
         return value
 
     return parse
 
 
-POSITIVE, NON_NEGATIVE = _at_least(1), _at_least(0)
-POSITIVE_NUMBER, FRACTION = _number(0, low_open=True), _number(0, 1)
+POSITIVE, NON_NEGATIVE = _flag(int, Range(1)), _flag(int, Range(0))
+POSITIVE_NUMBER, FRACTION = _flag(float, Range(0, low_open=True)), _flag(float, Range(0, 1))
 
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
@@ -327,11 +312,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.profile, args.overrides)
     if args.json:
-        from fbifpn.paths import writable_dir
+        from fbifpn.paths import writable_file
 
-        if args.json.is_dir():
-            raise IsADirectoryError(f"--json {args.json}: is a folder, not a file")
-        writable_dir(args.json.parent, f"--json {args.json}")  # before the measurements, not after
+        writable_file(args.json, "--json")  # before the measurements, not after
     print(
         f"bench {args.mode}: profile {cfg.profile}, {cfg.model.backbone.name} at {cfg.data.image_size} px, "
         f"batch {args.batch or cfg.train.batch_size}, {args.rounds} interleaved rounds of {args.steps} timed "

@@ -39,13 +39,17 @@ class Range:
     low_open: bool = False  # `low` itself is outside the range
     high_open: bool = False
 
-    def check(self, key: str, value: float) -> None:
+    def problem(self, value: float) -> str | None:
+        """Why `value` is outside the range, or None (also serves the CLI's flags and PrepOptions)."""
         if not math.isfinite(value):  # every comparison with NaN is false: it would pass any bound
-            raise OutOfRange(f"{key}: {value!r} is out of range, expected a finite value {self}")
+            return f"{value!r} is out of range, expected a finite value {self}"
         below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
-        if below or above:
-            raise OutOfRange(f"{key}: {value!r} is out of range, expected a value {self}")
+        return f"{value!r} is out of range, expected a value {self}" if below or above else None
+
+    def check(self, key: str, value: float) -> None:
+        if reason := self.problem(value):
+            raise OutOfRange(f"{key}: {reason}")
 
     def __str__(self) -> str:
         if self.high is None:
@@ -137,9 +141,8 @@ class ModelConfig:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     # Weighted discrimination: s = (1 - beta) sigmoid(cls) + beta topk_mean(sigmoid(mask)).
     beta: Fraction = 0.0
-    score_topk: Annotated[float, Range(0, 1, low_open=True)] = (
-        0.01  # fraction of mask pixels averaged for the mask evidence
-    )
+    # The fraction of mask pixels averaged for the mask evidence: (0, 1].
+    score_topk: Annotated[float, Range(0, 1, low_open=True)] = 0.01
 
 
 @dataclass
@@ -380,12 +383,12 @@ def parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, A
         try:
             parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: its value is not valid YAML: {_one_line(e)}") from None
+            raise ConfigError(f"override {item!r}: its value is not valid YAML: {one_line(e)}") from None
     return parsed
 
 
-def _one_line(error: yaml.YAMLError) -> str:
-    """PyYAML's message, with the line and column of the problem, on one line."""
+def one_line(error: BaseException) -> str:
+    """A library's message (PyYAML's with its line and column, pandas', torch's) on one line."""
     return " ".join(str(error).split())
 
 
@@ -438,7 +441,7 @@ def load_config(
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:  # a syntax error, or a tab where YAML wants spaces
-            raise ConfigError(f"profile {path} is not valid YAML: {_one_line(e)}") from None
+            raise ConfigError(f"profile {path} is not valid YAML: {one_line(e)}") from None
         except UnicodeDecodeError as e:
             raise ConfigError(
                 f"profile {path} is not a text (UTF-8) file: {e.reason} at byte {e.start}"

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from fbifpn.data.faces import (
 from fbifpn.data.video import evenly_spaced, read_sampled
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.engine.train import resolve_device
-from fbifpn.paths import writable_dir, write_text_atomic
+from fbifpn.paths import temp_beside, writable_dir, writable_file, write_text_atomic
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -60,7 +59,10 @@ def expand(paths: list[Path]) -> list[Path]:
             out += found or [path]
         else:
             out.append(path)
-    return list({Path(os.path.abspath(p)): p for p in reversed(out)}.values())[::-1]  # each path once
+    once: dict[Path, Path] = {}  # the same path given twice (or inside a given folder) is one input
+    for p in out:
+        once.setdefault(Path(os.path.abspath(p)), p)
+    return list(once.values())
 
 
 def kind_of(path: Path) -> str:
@@ -229,12 +231,6 @@ def _heat(frame: np.ndarray, mats: list[np.ndarray], masks, probs, size: int) ->
 # --------------------------------------------------------------------------- writing
 
 
-def _temp_beside(path: Path) -> Path:
-    """A fresh name in the same folder (so os.replace stays atomic), keeping the suffix: OpenCV picks
-    the codec and container from it. Not mkstemp: its 0600 file would keep those permissions."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
-
-
 def _check_overlay_suffix(path: Path, kind: str) -> None:
     allowed = OVERLAY_SUFFIXES[kind]
     if path.suffix.lower() not in allowed:
@@ -249,7 +245,7 @@ def _write_overlay(path: Path, frames: list[np.ndarray], kind: str) -> None:
     """Write the overlay or raise with the reason; OpenCV reports failures by return values only."""
     _check_overlay_suffix(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
+    tmp = temp_beside(path)
     try:
         if kind == "image":
             if not cv2.imwrite(str(tmp), frames[0]):
@@ -271,12 +267,6 @@ def _write_overlay(path: Path, frames: list[np.ndarray], kind: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _check_json_out(path: Path) -> None:
-    if path.is_dir():
-        raise IsADirectoryError(f"--json {path}: is a folder, not a file")
-    writable_dir(path.parent, f"--json {path}")
-
-
 def overlay_targets(paths: list[Path], files: list[Path], overlay: Path | None) -> list[Path | None]:
     """The overlay of each file, after checking that it can be written.
 
@@ -288,10 +278,8 @@ def overlay_targets(paths: list[Path], files: list[Path], overlay: Path | None) 
         return [None] * len(files)
     overlay = Path(overlay)
     if len(paths) == 1 and not Path(paths[0]).is_dir():
-        if overlay.is_dir():
-            raise IsADirectoryError(f"--overlay {overlay}: is a folder; one input file takes a file name")
+        writable_file(overlay, "--overlay")
         _check_overlay_suffix(overlay, kind_of(files[0]))
-        writable_dir(overlay.parent, f"--overlay {overlay}")
         return [overlay]
     if overlay.exists() and not overlay.is_dir():
         raise NotADirectoryError(f"--overlay {overlay}: several inputs need a folder, and this is a file")
@@ -346,7 +334,7 @@ def detect(
         raise ValueError("--overlay: two inputs would share one overlay file")  # mirrored names prevent it
     partial_path = None
     if json_out is not None:
-        _check_json_out(Path(json_out))
+        writable_file(json_out, "--json")
         json_out = writable_target(Path(json_out), "--json", protected)
         partial_path = writable_target(json_out.with_name(json_out.name + ".partial"), "--json", protected)
     scorer = FaceScorer(Path(checkpoint), str(resolve_device(device)))

@@ -67,7 +67,7 @@ def test_train_report_holds_every_field(tmp_path, capsys):
     assert peers["precision"] == "fp32" and not peers["channels_last"]
     assert {"b/a train", "b/c", "SAM step time / AdamW step time"} <= set(report["ratios"])
     assert report["goals"]["b/a train"] == 0.8
-    assert "b/a train" in capsys.readouterr().out  # ratios are reported, never asserted: timings vary
+    assert "b/a train" in capsys.readouterr().out  # ratios are printed and stored; no test bounds them
 
 
 @pytest.mark.parametrize(("name", "passes"), [("adamw", 1), ("sam_adamw", 2), ("sam_sgd", 2)])
@@ -135,7 +135,8 @@ def test_rounds_take_the_trials_in_turn_and_keep_the_median(monkeypatch):
     results = bench.measure(trials, setup)
     assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3  # warm-up, then the rounds in turn
     a = results[0]
-    assert max(a["round_ms"]) == pytest.approx(25.5) and a["ms_per_step"] == pytest.approx(1.0)  # median
+    # the fake clock makes these exact: the slow round is kept, the rate is the median round's
+    assert max(a["round_ms"]) == pytest.approx(25.5) and a["ms_per_step"] == pytest.approx(1.0)
     calls.clear()
     bench.measure(trials, setup, interleave=False)
     assert calls == ["a", "b"] + ["a"] * 6 + ["b"] * 6
@@ -230,7 +231,8 @@ def test_the_gpu_check_script_dry_runs_on_cpu(tmp_path):
         assert report["mode"] == mode and report["results"]
         assert report["settings"]["model"]["neck"]["finest_width"] == (16 if suffix else None)
     summary = json.loads((tmp_path / "train" / "summary.json").read_text())
-    assert summary["steps"] == 4 and summary["img_s_incl_validation"] > 0 and len(summary["loss_curve"]) == 4
+    assert summary["steps"] == 4 and len(summary["loss_curve"]) == 4  # steps counted, never timed
+    assert isinstance(summary["img_s_incl_validation"], float)  # a rate is reported, not bounded
     assert (tmp_path / "log.txt").is_file()
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from fbifpn.config import one_line
+
 COLUMNS = [
     "dataset",
     "split",
@@ -64,7 +66,7 @@ def read_csv(path: Path) -> pd.DataFrame:
             path, dtype={"compression": str, "mask": str, "landmarks": str}, keep_default_na=False
         )
     except (ValueError, UnicodeDecodeError) as e:  # pandas' parser and empty-data errors are ValueErrors
-        raise ValueError(f"{path}: not a readable manifest CSV ({' '.join(str(e).split())})") from None
+        raise ValueError(f"{path}: not a readable manifest CSV ({one_line(e)})") from None
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(

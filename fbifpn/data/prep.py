@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from fbifpn.config import Range
 from fbifpn.data.faces import (
     DetectorUnavailable,
     Face,
@@ -41,7 +42,7 @@ from fbifpn.data.faces import (
 from fbifpn.data.manifest import frame, write_csv_atomic
 from fbifpn.data.sources.base import VideoEntry
 from fbifpn.data.video import evenly_spaced, frame_count, read_sampled
-from fbifpn.paths import writable_dir
+from fbifpn.paths import writable_dir, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,15 @@ class PrepOptions:
     detect_every: int = 1  # run the detector on every k-th sampled frame; track in between
 
     def __post_init__(self) -> None:
-        for name in ("frames", "size", "detect_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"prep option {name}={getattr(self, name)} is out of range, expected >= 1")
-        if not self.scale > 0:
-            raise ValueError(f"prep option scale={self.scale} is out of range, expected > 0")
+        bounds = {
+            "frames": Range(1),
+            "size": Range(1),
+            "detect_every": Range(1),
+            "scale": Range(0, low_open=True),
+        }
+        for name, bound in bounds.items():
+            if reason := bound.problem(getattr(self, name)):
+                raise ValueError(f"prep option {name}: {reason}")
 
 
 MISSING = "video file not found"
@@ -68,13 +73,6 @@ MISSING = "video file not found"
 
 def part_path(out: Path, video_id: str) -> Path:
     return out / "parts" / f"{hashlib.sha1(video_id.encode()).hexdigest()[:20]}.json"
-
-
-def _write_json_atomic(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def _row(entry: VideoEntry, source: str) -> dict:
@@ -278,7 +276,7 @@ def _work(args: tuple[VideoEntry, str, PrepOptions]) -> tuple[str, dict]:
             "frames_failed": 0,
             "failures": [{"file": str(entry.path), "reason": f"{type(e).__name__}: {e}"}],
         }
-    _write_json_atomic(part_path(Path(out), entry.video_id), part)
+    write_text_atomic(part_path(Path(out), entry.video_id), json.dumps(part))
     return entry.video_id, part
 
 
@@ -372,7 +370,7 @@ def write_outputs(
         "warnings": [w for p in parts for w in p["warnings"]],
         "options": asdict(options) if options else None,
     }
-    _write_json_atomic(out / f"prep_report{suffix}.json", report)
+    write_text_atomic(out / f"prep_report{suffix}.json", json.dumps(report))
     return report
 
 

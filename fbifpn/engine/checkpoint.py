@@ -154,14 +154,14 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 def _checked_fields(saved: dict[str, Any], path: Path) -> dict[str, Any]:
     """What every reader relies on: a valid config and a usable decision threshold. A sealed file
     of ours always passes; this names the file when one from before digests does not."""
-    try:
-        config_from_dict(saved["config"]) if isinstance(saved["config"], dict) else None
-    except ValueError as e:
-        raise CheckpointError(f"{path}: refused, its config is not valid: {e}") from None
     if not isinstance(saved["config"], dict):
         raise CheckpointError(
             f"{path}: refused, its config is a {type(saved['config']).__name__}, not a mapping"
         )
+    try:
+        config_from_dict(saved["config"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: refused, its config is not valid: {e}") from None
     threshold = saved.get("threshold", 0.5)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise CheckpointError(

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fbifpn import metrics
-from fbifpn.config import Config, ConfigError
+from fbifpn.config import Config, ConfigError, one_line
 from fbifpn.data.cache import prepared_manifest
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
@@ -148,7 +148,7 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as e:
-        raise ValueError(f"device {name!r}: not a device name ({' '.join(str(e).split())})") from None
+        raise ValueError(f"device {name!r}: not a device name ({one_line(e)})") from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (device.index or 0) >= count:
