@@ -132,7 +132,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_prep(args: argparse.Namespace) -> int:
     from fbifpn.data import prep as prep_module
     from fbifpn.data.cache import default_prep_out
-    from fbifpn.data.sources import LAYOUTS
+    from fbifpn.data.sources import scan
 
     if args.merge:
         if args.out is None:
@@ -147,20 +147,34 @@ def cmd_prep(args: argparse.Namespace) -> int:
         raise ValueError("prep needs --layout and --root (or --merge --out DIR)")
     root = args.root
     compression = None  # names the default output folder of the FF++ layout, one per level
+    if args.methods and args.layout != "ffpp":
+        raise ValueError("--methods is for --layout ffpp (the other layouts list their own methods)")
+    if args.splits and args.layout != "ffpp":
+        raise ValueError("--splits is for --layout ffpp, the folder of its train/val/test.json")
     if args.layout == "deepfakebench":
         if args.json is None:
             raise ValueError("--layout deepfakebench needs --json, the DeepfakeBench index file")
-        entries = LAYOUTS["deepfakebench"].scan(
-            args.json, root, frames=args.frames, compression=args.compression
+        entries, notes = scan(
+            "deepfakebench",
+            args.json,
+            root,
+            frames=args.frames,
+            compression=args.compression,
+            dataset=args.dataset,
         )
     else:
         dataset = args.dataset or (root.name if root.name.startswith("synth-") else None)
         kwargs = {"dataset": dataset} if dataset else {}
         if args.layout == "ffpp":
             compression = kwargs["compression"] = args.compression or "c23"
+            kwargs["splits_dir"] = args.splits
+            if args.methods:
+                kwargs["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         if args.layout == "celebdf" and args.train_list:
             kwargs["train_list"] = args.train_list
-        entries = LAYOUTS[args.layout].scan(root, **kwargs)
+        entries, notes = scan(args.layout, root, **kwargs)
+    for n in notes:  # the same records go to prep_report.json's "layout"
+        print(f"warning: {n['message']}", file=sys.stderr)
     if args.split:
         wanted = {s.strip() for s in args.split.split(",")}
         found = {e.split for e in entries}
@@ -183,13 +197,15 @@ def cmd_prep(args: argparse.Namespace) -> int:
         detect_every=args.detect_every,
     )
     report = prep_module.prep(
-        entries, out, options, workers=args.workers, shard=prep_module.parse_shard(args.shard)
+        entries, out, options, workers=args.workers, shard=prep_module.parse_shard(args.shard), notes=notes
     )
     v, f = report["videos"], report["frames"]
     print(
         f"prep {args.layout} -> {out}: videos {v['done']} done, {v['failed']} failed "
         f"({v['skipped_already_done']} already done before); frames {f['done']} done, {f['failed']} failed; "
-        f"{f['crops']} crops; {len(report['warnings'])} warnings (see prep_report.json)"
+        f"{f['crops']} crops; {len(report['warnings'])} warnings"
+        + (f", {len(notes)} layout notes" if notes else "")
+        + " (see prep_report.json)"
     )
     return 0
 
@@ -393,9 +409,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-list", type=Path, help="Celeb-DF: an index of train videos (test videos are dropped)"
     )
     p.add_argument(
-        "--dataset", help="dataset name in the manifest (default: the layout's, or synth-* for ours)"
+        "--dataset",
+        help="dataset name in the manifest (default: the layout's, the index's for DeepfakeBench, "
+        "or synth-* for ours)",
     )
     p.add_argument("--split", help="comma-separated splits to keep (default: all)")
+    p.add_argument(
+        "--methods",
+        help="FF++: comma-separated methods to read, each required (default: those present, "
+        "each absent one named)",
+    )
+    p.add_argument(
+        "--splits",
+        type=Path,
+        help="FF++: the folder of train/val/test.json (default: the first of <root>/splits, <root>, "
+        "<root>/dataset/splits that has them)",
+    )
     p.add_argument("--compression", help="FF++ / DeepfakeBench level: raw, c23 (FF++ default) or c40")
     p.add_argument(
         "--frames", type=POSITIVE, default=32, help="frames sampled per video, evenly spaced (default 32)"

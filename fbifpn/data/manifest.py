@@ -109,6 +109,11 @@ def load_manifest(path: Path) -> pd.DataFrame:
     df = pd.concat([read_csv(f) for f in files], ignore_index=True)
     if df.empty:  # one empty shard is fine, all of them are not
         raise ValueError(f"{path}: the manifest has no rows (did every video fail? see prep_report.json)")
+    splits = df.groupby("video_id")["split"].nunique()
+    if (splits > 1).any():  # a test video that is also trained on: every number made from it is wrong
+        vid = splits.index[splits.to_numpy().argmax()]
+        found = sorted(df.loc[df["video_id"] == vid, "split"].unique())
+        raise ValueError(f"{path}: video {vid} is in more than one split ({', '.join(found)})")
     for col in ("image", "mask", "landmarks"):
         df[col] = [str(base / v) if v and not os.path.isabs(v) else v for v in df[col]]
     df["has_mask"] = df["has_mask"].astype(str).str.lower().isin(["true", "1"])

@@ -40,7 +40,7 @@ from fbifpn.data.faces import (
     warp_crop,
 )
 from fbifpn.data.manifest import frame, write_csv_atomic
-from fbifpn.data.sources.base import VideoEntry
+from fbifpn.data.sources.base import VideoEntry, frame_number
 from fbifpn.data.video import evenly_spaced, frame_count, read_sampled
 from fbifpn.paths import writable_dir, write_text_atomic
 
@@ -103,6 +103,7 @@ def process_video(entry: VideoEntry, out: Path, options: PrepOptions, detector=N
     """Crop one video's sampled faces; return its part (rows, failures, warnings, counts)."""
     part = {
         "video_id": entry.video_id,
+        "split": entry.split,
         "status": "failed",
         "rows": [],
         "failures": [],
@@ -119,7 +120,7 @@ def process_video(entry: VideoEntry, out: Path, options: PrepOptions, detector=N
     def warn(file: str, reason: str) -> None:
         part["warnings"].append({"file": file, "reason": reason})
 
-    if entry.frames:  # already cropped (DeepfakeBench): read in place
+    if entry.in_place:  # already cropped (DeepfakeBench): read in place
         return _index_crops(entry, part)
     if not entry.path.is_file():
         return fail(MISSING)
@@ -225,7 +226,8 @@ def _index_crops(entry: VideoEntry, part: dict) -> dict:
             part["frames_failed"] += 1
             part["warnings"].append({"file": str(img), "reason": "listed crop not found"})
             continue
-        idx = int(img.stem) if img.stem.isdigit() else k
+        idx = frame_number(img)
+        idx = k if idx is None else idx
         part["rows"].append(
             _row(entry, str(entry.path))
             | {
@@ -243,7 +245,8 @@ def _index_crops(entry: VideoEntry, part: dict) -> dict:
         )
         part["frames_done"] += 1
     if not part["rows"]:
-        part["failures"].append({"file": str(entry.path), "reason": "none of the listed crops exists"})
+        reason = "none of the listed crops exists" if entry.frames else "the index lists no frame for it"
+        part["failures"].append({"file": str(entry.path), "reason": reason})
         return part
     part["status"] = "done"
     return part
@@ -269,6 +272,7 @@ def _work(args: tuple[VideoEntry, str, PrepOptions]) -> tuple[str, dict]:
     except Exception as e:  # noqa: BLE001 - one bad file must not end a batch; the reason is kept
         part = {
             "video_id": entry.video_id,
+            "split": entry.split,
             "status": "failed",
             "rows": [],
             "warnings": [],
@@ -282,13 +286,19 @@ def _work(args: tuple[VideoEntry, str, PrepOptions]) -> tuple[str, dict]:
 
 def _finished(out: Path, entry: VideoEntry) -> bool:
     """A video with a part is finished, unless it was missing then and is on disk now (a download
-    that completed after the first run): that one is done again, not reported missing for ever."""
+    that completed after the first run): that one is done again, not reported missing for ever;
+    likewise a part whose rows name another split or label than the entry now has."""
     path = part_path(out, entry.video_id)
     if not path.is_file():
         return False
     part = json.loads(path.read_text())
     missing = part["status"] == "failed" and any(f["reason"] == MISSING for f in part["failures"])
-    return not (missing and entry.path.is_file())
+    if missing and entry.path.is_file():
+        return False
+    # A part made when the adapter gave this video another split or label (an index read before
+    # its test videos were kept out of train) is made again: its rows would carry the old split.
+    now = _row(entry, "")
+    return all(row[k] == now[k] for row in part["rows"][:1] for k in ("dataset", "split", "method", "label"))
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -315,10 +325,21 @@ def prep(
     workers: int = 1,
     shard: tuple[int, int] | None = None,
     progress: bool = True,
+    notes: list[dict] = (),
 ) -> dict:
-    """Crop every video (skipping finished ones), then write the manifest and the report."""
+    """Crop every video (skipping finished ones), then write the manifest and the report. `notes`
+    are what the adapter changed where its layout disagreed (`sources.scan`), kept in the report."""
     out = writable_dir(out, "prep output folder")
-    if options.detector != "precomputed" and not any(e.frames for e in entries):
+    seen: dict[str, str] = {}
+    for e in entries:  # one part per id: a second copy would overwrite the first, or be counted twice
+        if e.video_id in seen:
+            raise ValueError(
+                f"video {e.video_id} is listed twice ({seen[e.video_id]} and {e.split}): "
+                "each video must have one entry and one split"
+            )
+        seen[e.video_id] = e.split
+    write_text_atomic(out / "layout_notes.json", json.dumps(list(notes)))
+    if options.detector != "precomputed" and not any(e.in_place for e in entries):
         make_detector(options.detector)  # fail at once if the backend is missing, not once per video
     todo = shard_entries(entries, shard)
     pending = [e for e in todo if not _finished(out, e)]
@@ -366,6 +387,14 @@ def write_outputs(
             "failed": sum(p["frames_failed"] for p in parts),
             "crops": len(rows),
         },
+        "splits": {
+            split: {
+                "videos": sum(p.get("split", "") == split for p in parts),
+                "done": sum(p.get("split", "") == split and p["status"] == "done" for p in parts),
+            }
+            for split in sorted({p.get("split", "") for p in parts})
+        },
+        "layout": json.loads(notes.read_text()) if (notes := out / "layout_notes.json").is_file() else [],
         "failures": [f for p in parts for f in p["failures"]],
         "warnings": [w for p in parts for w in p["warnings"]],
         "options": asdict(options) if options else None,

@@ -4,13 +4,30 @@ with label, split, method and compression, found without decoding anything."""
 from __future__ import annotations
 
 import json
+import re
+import warnings
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 
 class LayoutError(FileNotFoundError):
     """The tree does not have the layout its adapter expects; the message names what is missing."""
+
+
+class LayoutWarning(UserWarning):
+    """What an adapter did where a tree or an index disagrees with the official layout (a method
+    not downloaded, a test video also listed under train). `details` holds the counts that
+    prep_report.json records beside the message."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def note(message: str, **details) -> None:
+    warnings.warn(LayoutWarning(message, **details), stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -24,7 +41,8 @@ class VideoEntry:
     path: Path  # the video file (or, for DeepfakeBench, the crop folder)
     mask_path: Path | None = None  # a mask video the layout promises
     has_mask: bool = True  # False: a fake whose dataset gives no mask
-    frames: tuple[Path, ...] = field(default=())  # DeepfakeBench: the listed crops
+    in_place: bool = False  # DeepfakeBench: already cropped, `frames` lists the crops to read
+    frames: tuple[Path, ...] = field(default=())
     masks: tuple[Path | None, ...] = field(default=())
     landmarks: tuple[Path | None, ...] = field(default=())
 
@@ -67,3 +85,39 @@ def read_index(path: Path) -> dict[str, dict]:
     if bad is not None:
         raise LayoutError(f"{path}: entry {bad!r} is {index[bad]!r}, expected an object with a label")
     return index
+
+
+def frame_number(path: Path | str) -> int | None:
+    """The frame number in a crop's name (`056.png`, `frame_0056.png`), the last run of digits."""
+    digits = re.findall(r"\d+", PurePosixPath(str(path).replace("\\", "/")).stem)
+    return int(digits[-1]) if digits else None
+
+
+def in_time_order(paths: list[str]) -> list[str]:
+    """Crops sorted by frame number, not by name or by the filesystem's listing order."""
+
+    def key(p: str) -> tuple:
+        n = frame_number(p)
+        return (n is None, n or 0, p)
+
+    return sorted(paths, key=key)
+
+
+def listed_parts(listed: str) -> tuple[tuple[str, ...], bool]:
+    """The parts of a path written on Windows (`T:\\data\\x.png`, `a\\b.png`) or on POSIX, and
+    whether it was absolute where it was written."""
+    if "\\" in listed or re.match(r"^[A-Za-z]:", listed):
+        win = PureWindowsPath(listed)
+        absolute = bool(win.drive or win.root)
+        return win.parts[1:] if absolute else win.parts, absolute
+    posix = PurePosixPath(listed)
+    return (posix.parts[1:] if posix.is_absolute() else posix.parts), posix.is_absolute()
+
+
+def below(parts: tuple[str, ...], folder: str) -> tuple[str, ...] | None:
+    """The part of a path from the last `folder` among its directories on, e.g. from
+    /data/rgb/Celeb-DF-v2/Celeb-real/frames/x/0.png the part from Celeb-DF-v2; None if absent."""
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == folder:
+            return parts[i:]
+    return None

@@ -15,12 +15,23 @@ import json
 import re
 from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, carve_val, require, unmasked_entry, video_id
+from fbifpn.data.sources.base import (
+    LayoutError,
+    VideoEntry,
+    below,
+    carve_val,
+    listed_parts,
+    note,
+    require,
+    unmasked_entry,
+    video_id,
+)
 
 FOLDERS = {"Celeb-real": ("real", 0), "YouTube-real": ("real", 0), "Celeb-synthesis": ("Celeb-synthesis", 1)}
 
 
-def _identity(rel: str) -> str:
+def identity(rel: str) -> str:
+    """The target celebrity (`id0` of id0_id1_0000 and id0_0000), or the YouTube video."""
     name = Path(rel).stem
     m = re.match(r"(id\d+)_", name)
     return m.group(1) if m else f"youtube-{name}"
@@ -58,8 +69,16 @@ def scan(root: Path, dataset: str = "Celeb-DF-v2", train_list: Path | None = Non
     if train_list is not None:
         listed = _read_list(Path(train_list))
         train = [rel for rel in train if rel in listed]  # listed test videos are dropped: no leak
-    val_ids = carve_val([_identity(rel) for rel in train])
-    splits = {rel: ("val" if _identity(rel) in val_ids else "train") for rel in train} | dict.fromkeys(
+        if leaked := listed & set(tests):
+            note(
+                f"{train_list}: {len(leaked)} of its {len(listed)} videos are on Celeb-DF's test list: "
+                "they are test only, never trained or validated on",
+                dataset=dataset,
+                change="test videos removed from train",
+                videos=len(leaked),
+            )
+    val_ids = carve_val([identity(rel) for rel in train])
+    splits = {rel: ("val" if identity(rel) in val_ids else "train") for rel in train} | dict.fromkeys(
         tests, "test"
     )
     entries = []
@@ -75,10 +94,18 @@ def scan(root: Path, dataset: str = "Celeb-DF-v2", train_list: Path | None = Non
 
 
 def _read_list(path: Path) -> set[str]:
-    """A train index as a JSON list of relative paths or a text file of one path per line."""
+    """A train index as a JSON list of paths or a text file of one path per line. A path is taken
+    from its Celeb-DF folder on, so absolute ones written elsewhere (`T:\\...`, `/data/...`) match."""
     text = require(path, "Celeb-DF-v2 train list").read_text()
     try:
         items = json.loads(text)
     except ValueError:
         items = [line.split()[-1] for line in text.splitlines() if line.strip()]
-    return {str(i).replace("\\", "/") for i in items}
+    if not isinstance(items, list):
+        raise LayoutError(f"{path}: expected a list of video paths, found a {type(items).__name__}")
+    rels = set()
+    for item in items:
+        parts, _ = listed_parts(str(item))
+        tail = next((t for f in FOLDERS if (t := below(parts, f)) is not None), parts)
+        rels.add("/".join(tail))
+    return rels

@@ -1,28 +1,235 @@
-"""Data already preprocessed by DeepfakeBench (Yan et al., NeurIPS 2023): 256 px face crops and a
-JSON index, read straight into our manifest without re-cropping.
+"""Data already preprocessed by DeepfakeBench (Yan et al., NeurIPS 2023): 256 px face crops and the
+JSON index its `preprocessing/rearrange.py` writes, read straight into our manifest without re-cropping.
 
     { <dataset>: { <label_name>: { train|val|test: { [c23|c40|raw:] { <video>: {"label": ..., "frames": [...]}}}}}}
 
-Label names ending in "real" (FF-real, CelebDFv2_real, DFDC_Real, ...) are 0, all others 1. Frame
-paths are relative to the data root and may use Windows separators. Next to `frames/<video>/<i>.png`
-may lie `masks/<video>/<i>.png` and `landmarks/<video>/<i>.npy`; a real without a mask file has an
-all-zero mask, a fake without one has no ground truth (`has_mask` false). Video ids are
-dataset/label_name/video, since FF++'s `000_003` exists once per method.
+Label names ending in "real" (FF-real, CelebDFv2_real, DFDC_Real, ...) are 0, all others 1. Video ids
+are dataset/label_name[/level]/video, since FF++'s `000_003` exists once per method.
+
+What the indexes hold is not always a split. `rearrange.py` lists every Celeb-DF video under train
+and its test videos again under test and val; DFDCP's val is its test; DFDC's val is its train, with
+`label` and `frames` keys beside the videos; DFD and UADFV list every video in all three. One rule
+makes them safe: a video under `test` is test and nothing else (the official test list); val is the
+index's own only when it shares no video with train or test (FF++'s official val), and is otherwise
+carved out of the training videos by identity, as the raw adapters do. Every disagreement is said
+as a `LayoutWarning` with its counts, which prep records in prep_report.json.
+
+Frames are sorted by frame number before they are sampled evenly: the index lists them in the
+order the filesystem gave. Paths may be relative to the data root, use Windows separators, or be
+absolute on the machine that wrote the index (`T:\\rgb\\FaceForensics++\\...`, `/data/rgb/...`):
+they are mapped onto `root` by their part from the dataset's folder down. Masks come from the
+entry's `masks` list or lie next to the frames (`masks/<video>/<i>.png`, landmarks likewise as
+`.npy`); a real without a mask file has an all-zero mask, a fake without one has no ground truth
+(`has_mask` false).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path, PureWindowsPath
+import re
+from collections import Counter
+from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, require, video_id
+from fbifpn.data.sources import celebdf, dfdc
+from fbifpn.data.sources.base import (
+    LayoutError,
+    VideoEntry,
+    below,
+    carve_val,
+    frame_number,
+    in_time_order,
+    listed_parts,
+    note,
+    require,
+    video_id,
+)
 from fbifpn.data.video import evenly_spaced
 
-LEVELS = {"raw", "c23", "c40"}
+LEVELS = ("c23", "c40", "raw")
+SPLITS = ("train", "val", "test")
+STRAY = {"label", "frames", "masks"}  # what rearrange.py leaves beside DFDC's videos
+PER_METHOD = {"FF-DF", "FF-F2F", "FF-FS", "FF-NT", "FF-FH"}  # FF-DF.json etc.: one method + FF-real
+FOLDER = {"DeepFakeDetection": "FaceForensics++", "FaceShifter": "FaceForensics++"} | dict.fromkeys(
+    PER_METHOD, "FaceForensics++"
+)
 
 
-def _path(root: Path, listed: str) -> Path:
-    return root / Path(*PureWindowsPath(listed).parts) if "\\" in listed else root / listed
+def dataset_name(key: str) -> str:
+    """The dataset a top-level key stands for: a per-method index (`FF-DF`) is FaceForensics++."""
+    return "FaceForensics++" if key in PER_METHOD else key
+
+
+class _Resolver:
+    """Maps the index's frame paths onto `root`: the folder that holds the dataset's folder, that
+    folder itself, or a renamed copy of it. Each path is `root` joined with the path less its first
+    k parts; k is found for the first path of each prefix that exists, then reused without a look."""
+
+    def __init__(self, root: Path, folder: str):
+        self.root = root
+        self.folder = folder
+        self.drop: dict[tuple[str, ...], int] = {}  # prefix -> k
+
+    def __call__(self, listed: str) -> Path:
+        parts, absolute = listed_parts(listed)
+        for prefix, k in self.drop.items():
+            if parts[:k] == prefix:
+                return self.root.joinpath(*parts[k:])
+        tail = below(parts, self.folder)
+        at = None if tail is None else len(parts) - len(tail)
+        # The dataset's folder under root, root as that folder, the path as it is (relative), and
+        # then every shorter tail, for a copy whose folders were renamed.
+        tries = ([at, at + 1] if at is not None else []) + ([] if absolute else [0])
+        for k in [*tries, *range(1, len(parts) - 1)]:
+            if self.root.joinpath(*parts[k:]).exists():
+                self.drop[parts[:k]] = k
+                return self.root.joinpath(*parts[k:])
+        return self.root.joinpath(*parts[tries[0] if tries else 1 :])
+
+
+def _read(json_path: Path) -> dict:
+    try:
+        index = json.loads(require(json_path, "DeepfakeBench JSON index").read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise LayoutError(f"{json_path}: not valid JSON ({e})") from None
+    if not isinstance(index, dict) or not index:
+        raise LayoutError(
+            f"{json_path}: expected a JSON object {{<dataset>: {{<label>: {{train|val|test: ...}}}}}}"
+        )
+    return index
+
+
+def _object(json_path: Path, keys: tuple[str, ...], value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise LayoutError(
+            f"{json_path}: {'/'.join(keys)} is a {type(value).__name__}, expected an object of {what}"
+        )
+    return value
+
+
+def _listed(json_path: Path, top: str, by_label) -> tuple[dict, Counter]:
+    """(label_name, level, video) -> {split: info}, and the stray keys found beside the videos."""
+    videos: dict[tuple[str, str, str], dict[str, dict]] = {}
+    stray: Counter = Counter()
+    for label_name, by_split in _object(json_path, (top,), by_label, "label names").items():
+        by_split = _object(json_path, (top, label_name), by_split, "splits (train, val, test)")
+        for split, content in by_split.items():
+            keys = (top, label_name, split)
+            if split not in SPLITS:
+                raise LayoutError(f"{json_path}: {'/'.join(keys)}: expected a split train, val or test")
+            content = _object(json_path, keys, content, "videos")
+            levelled = bool(content) and set(content) - STRAY <= set(LEVELS) and set(content) & set(LEVELS)
+            groups = [(lv, content[lv]) for lv in LEVELS if lv in content] if levelled else [("", content)]
+            for level, by_video in groups:
+                at = (*keys, level) if level else keys
+                for name, info in _object(json_path, at, by_video, "videos").items():
+                    if name in STRAY and not isinstance(info, dict):
+                        stray["/".join((*at, name))] += 1
+                        continue
+                    _object(json_path, (*at, name), info, "frames and label")
+                    frames = info.get("frames")
+                    if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
+                        raise LayoutError(
+                            f"{json_path}: {'/'.join((*at, name))}/frames: expected a list of paths"
+                        )
+                    masks = info.get("masks", [])
+                    if not isinstance(masks, list) or not all(isinstance(m, str) for m in masks):
+                        raise LayoutError(
+                            f"{json_path}: {'/'.join((*at, name))}/masks: expected a list of paths"
+                        )
+                    videos.setdefault((label_name, level, name), {}).setdefault(split, info)
+            if levelled and (extra := set(content) & STRAY):
+                stray.update("/".join((*keys, k)) for k in extra)
+    return videos, stray
+
+
+def _identity(dataset: str, name: str, info: dict) -> str:
+    """Whose face a video shows, so that carving val keeps a person (or a DFDC part) on one side:
+    Celeb-DF's target celebrity as the raw adapter takes it, DFDC's training part from the frame
+    paths, otherwise the first token of the name (DFDCP's subject, FF++'s target video)."""
+    if dataset.startswith("Celeb-DF"):
+        return celebdf.identity(name)
+    if dataset == "DFDC" and info["frames"]:
+        part = next(
+            (p for p in listed_parts(info["frames"][0])[0] if re.fullmatch(r"dfdc_train_part_\d+", p)), None
+        )
+        if part:
+            return part
+    return name.split("_")[0]
+
+
+def _splits(top: str, dataset: str, videos: dict) -> dict[tuple[str, str, str], str]:
+    """One split per video, by the module's rule, saying every change as a LayoutWarning."""
+    listed = {key: set(by_split) for key, by_split in videos.items()}
+    before = {s: sum(s in v for v in listed.values()) for s in SPLITS}
+    test = {k for k, s in listed.items() if "test" in s}
+    val = {k for k, s in listed.items() if "val" in s}
+    train = {k for k, s in listed.items() if "train" in s}
+    if leaked := test & train:
+        note(
+            f"{top}: {len(leaked)} videos listed under test are also listed under train: they are test "
+            "only (the dataset's test list), never trained or validated on",
+            dataset=top,
+            change="test videos removed from train",
+            videos=len(leaked),
+        )
+    own_val = bool(val) and not val & (test | train)
+    split = {k: "test" if k in test else "val" if own_val and k in val else "train" for k in listed}
+    if not own_val:
+        pool = sorted(k for k, s in split.items() if s == "train")
+        ident = {k: _identity(dataset, k[2], next(iter(videos[k].values()))) for k in pool}
+        parts = set(ident.values())
+        if dataset == "DFDC" and all(re.fullmatch(r"dfdc_train_part_\d+", p) for p in parts):
+            held, how = dfdc.held_out_parts(sorted(parts)), "the last ~10 % of training parts"
+        else:
+            held, how = carve_val(list(ident.values())), "~10 % of training identities, by CRC32"
+        for k in pool:
+            if ident[k] in held:
+                split[k] = "val"
+        if not val:
+            why = "the index has no val"
+        elif val & test:
+            why = f"the index's val repeats {len(val & test)} test videos"
+        else:
+            why = f"the index's val repeats {len(val & train)} train videos"
+        if val or pool:
+            note(
+                f"{top}: {why}: validation is carved from training videos instead "
+                f"({sum(s == 'val' for s in split.values())} videos, {how})",
+                dataset=top,
+                change="val carved from train",
+                videos=len(val),
+            )
+    after = {s: sum(v == s for v in split.values()) for s in SPLITS}
+    if before != after:
+        note(
+            f"{top}: the index lists train {before['train']}, val {before['val']}, test {before['test']}; "
+            f"kept train {after['train']}, val {after['val']}, test {after['test']}, each video once",
+            dataset=top,
+            change="splits",
+            listed=before,
+            kept=after,
+        )
+    return split
+
+
+def _choose_level(json_path: Path, top: str, videos: dict, compression: str | None) -> str | None:
+    levels = sorted({level for _, level, _ in videos} - {""})
+    if compression:
+        if levels and compression not in levels:
+            raise LayoutError(
+                f"{json_path}: {top} has no video at compression {compression} (it has {', '.join(levels)})"
+            )
+        return compression
+    if len(levels) > 1:
+        level = "c23" if "c23" in levels else levels[0]
+        note(
+            f"{top}: the index holds compression levels {', '.join(levels)}; reading {level} (choose with --compression)",
+            dataset=top,
+            change="compression chosen",
+            level=level,
+        )
+        return level
+    return None
 
 
 def _sibling(frame: Path, kind: str, suffix: str) -> Path:
@@ -35,51 +242,84 @@ def _sibling(frame: Path, kind: str, suffix: str) -> Path:
     return frame.with_name(frame.stem + f"_{kind}{suffix}")
 
 
+def _entry(dataset, split, label_name, level, name, info, resolve, frames, json_path) -> VideoEntry:
+    label = 0 if label_name.lower().endswith("real") else 1
+    listed = in_time_order(info["frames"])
+    keep = [resolve(listed[i]) for i in evenly_spaced(len(listed), frames)]
+    listed_masks = {frame_number(m): m for m in info.get("masks", [])}
+    masks = []
+    for p in keep:
+        candidates = [resolve(listed_masks[n])] if (n := frame_number(p)) in listed_masks else []
+        masks.append(next((m for m in [*candidates, _sibling(p, "masks", ".png")] if m.is_file()), None))
+    landmarks = tuple(m if (m := _sibling(p, "landmarks", ".npy")).is_file() else None for p in keep)
+    return VideoEntry(
+        dataset,
+        split,
+        level,
+        label_name if label else "real",
+        label,
+        video_id(dataset, label_name, level, name),
+        keep[0].parent if keep else json_path,
+        has_mask=label == 0 or all(m is not None for m in masks),
+        in_place=True,
+        frames=tuple(keep),
+        masks=tuple(masks),
+        landmarks=landmarks,
+    )
+
+
+def _once(json_path: Path, entries: list[VideoEntry]) -> list[VideoEntry]:
+    """Two top-level keys can name one dataset (FF-DF and FF-F2F both hold FF-real): a video they
+    share is kept once, and one they place in different splits is an error."""
+    first: dict[str, VideoEntry] = {}
+    for e in entries:
+        if e.video_id in first and first[e.video_id].split != e.split:
+            raise LayoutError(
+                f"{json_path}: {e.video_id} is listed as {first[e.video_id].split} and as {e.split} "
+                "under two dataset keys"
+            )
+        first.setdefault(e.video_id, e)
+    return list(first.values())
+
+
 def scan(
-    json_path: Path, root: Path, frames: int | None = 32, compression: str | None = None
+    json_path: Path,
+    root: Path,
+    frames: int | None = 32,
+    compression: str | None = None,
+    dataset: str | None = None,
 ) -> list[VideoEntry]:
+    """The index's videos with one split each (see the module's rule); `dataset` renames them."""
     json_path, root = Path(json_path), Path(root)
-    index = json.loads(require(json_path, "DeepfakeBench JSON index").read_text())
+    index = _read(json_path)
     require(root, "DeepfakeBench data root")
     entries = []
-    for dataset, by_label in index.items():
-        for label_name, by_split in by_label.items():
-            label = 0 if label_name.lower().endswith("real") else 1
-            for split, content in by_split.items():
-                groups = content.items() if set(content) and set(content) <= LEVELS else [("", content)]
-                for level, videos in groups:
-                    if compression and level and level != compression:
-                        continue
-                    for name, info in videos.items():
-                        listed = info.get("frames")
-                        if not isinstance(listed, list):
-                            raise LayoutError(
-                                f"{json_path}: {dataset}/{label_name}/{split}/{name} has no frame list"
-                            )
-                        paths = [_path(root, f) for f in listed]
-                        keep = [paths[i] for i in evenly_spaced(len(paths), frames)]
-                        masks = tuple(
-                            m if (m := _sibling(p, "masks", ".png")).is_file() else None for p in keep
-                        )
-                        lms = tuple(
-                            m if (m := _sibling(p, "landmarks", ".npy")).is_file() else None for p in keep
-                        )
-                        has_mask = label == 0 or all(m is not None for m in masks)
-                        entries.append(
-                            VideoEntry(
-                                dataset,
-                                split,
-                                level,
-                                label_name if label else "real",
-                                label,
-                                video_id(dataset, label_name, level, name),
-                                keep[0].parent if keep else root,
-                                has_mask=has_mask,
-                                frames=tuple(keep),
-                                masks=masks,
-                                landmarks=lms,
-                            )
-                        )
+    for top, by_label in index.items():
+        videos, stray = _listed(json_path, top, by_label)
+        if stray:
+            note(
+                f"{top}: ignored {sum(stray.values())} keys that are not videos beside the videos "
+                f"({', '.join(sorted(stray))})",
+                dataset=top,
+                change="stray keys ignored",
+                keys=sorted(stray),
+            )
+        level = _choose_level(json_path, top, videos, compression)
+        if level:
+            videos = {k: v for k, v in videos.items() if k[1] in ("", level)}
+        name = dataset or dataset_name(top)
+        resolve = _Resolver(root, FOLDER.get(top, top))
+        for key, split in _splits(top, name, videos).items():
+            label_name, lv, video = key
+            info = videos[key].get(split) or next(iter(videos[key].values()))
+            entries.append(_entry(name, split, label_name, lv, video, info, resolve, frames, json_path))
     if not entries:
         raise LayoutError(f"{json_path}: no video found in the index")
-    return entries
+    entries = _once(json_path, entries)
+    firsts = [e.frames[0] for e in entries if e.frames]
+    if firsts and not any(p.is_file() for p in firsts):
+        raise LayoutError(
+            f"{json_path}: none of the listed frames is under {root}; the first would be {firsts[0]} "
+            "(--root is the folder that holds the dataset's folder, e.g. DeepfakeBench's datasets/rgb)"
+        )
+    return sorted(entries, key=lambda e: e.video_id)

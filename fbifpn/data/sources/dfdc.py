@@ -3,8 +3,9 @@
     <root>/dfdc_train_part_{0..49}/metadata.json  {"abc.mp4": {"label": "FAKE"|"REAL", "split": "train", "original": "xyz.mp4"}}
     <root>/test/labels.csv                         filename,label (1 = fake)   <root>/test/*.mp4
 
-DFDC has no validation split: the last ~10 % of training parts (at least one, when there are two or
-more) are held out as val, so identities filmed within a part do not straddle train and val.
+The parts may also sit in a `train/` folder (`<root>/train/dfdc_train_part_0/`), as DeepfakeBench
+keeps them. DFDC has no validation split: the last ~10 % of training parts (at least one, when there
+are two or more) are held out as val, so identities filmed within a part do not straddle train and val.
 """
 
 from __future__ import annotations
@@ -16,16 +17,30 @@ from pathlib import Path
 from fbifpn.data.sources.base import LayoutError, VideoEntry, read_index, require, unmasked_entry, video_id
 
 
+def _part_number(name: str) -> int:
+    return int(re.sub(r"\D", "", name) or 0)
+
+
+def held_out_parts(names: list[str]) -> set[str]:
+    """The validation parts: the last ~10 % by part number, at least one when there are two or more."""
+    ordered = sorted(names, key=_part_number)
+    n_val = max(1, round(0.1 * len(ordered))) if len(ordered) >= 2 else 0
+    return set(ordered[len(ordered) - n_val :])
+
+
 def scan(root: Path, dataset: str = "DFDC") -> list[VideoEntry]:
     root = Path(root)
     require(root, "DFDC root")
-    parts = sorted(root.glob("dfdc_train_part_*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+    parts = [p for p in root.glob("dfdc_train_part_*") if p.is_dir()] or [
+        p for p in root.glob("train/dfdc_train_part_*") if p.is_dir()
+    ]
+    parts.sort(key=lambda p: _part_number(p.name))
     if not parts:
         raise LayoutError(
-            f"DFDC training parts: expected {root}/dfdc_train_part_0/metadata.json, found no part"
+            f"DFDC training parts: expected {root}/dfdc_train_part_0/metadata.json "
+            f"(or {root}/train/dfdc_train_part_0/metadata.json), found no part"
         )
-    n_val = max(1, round(0.1 * len(parts))) if len(parts) >= 2 else 0
-    val_parts = {p.name for p in parts[len(parts) - n_val :]}
+    val_parts = held_out_parts([p.name for p in parts])
     entries = []
     for part in parts:
         meta_path = require(part / "metadata.json", "DFDC part metadata")

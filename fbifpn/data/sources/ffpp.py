@@ -7,6 +7,11 @@
 
 A pair [a, b] puts reals a and b and fakes a_b and b_a in its split. Videos in no split are left out;
 a listed video missing on disk is still an entry, and prep reports it as missing.
+
+The split lists are looked for in `splits_dir` when given, else in `<root>/splits/` (the official
+repository's `dataset/splits/` copied in), `<root>/` (where DeepfakeBench and SBI keep them) and
+`<root>/dataset/splits/`. The methods are `methods` when given (each must be there), else those
+whose folder holds this compression level; each absent one is named once in a LayoutWarning.
 """
 
 from __future__ import annotations
@@ -14,11 +19,50 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, require, video_id
+from fbifpn.data.sources.base import LayoutError, VideoEntry, note, require, video_id
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 MASKED = {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}
 SPLITS = ("train", "val", "test")
+
+
+def split_folder(root: Path, splits_dir: Path | None = None) -> Path:
+    """Where train/val/test.json are: `splits_dir`, or the first usual place that has train.json."""
+    if splits_dir is not None:
+        return require(Path(splits_dir), "FF++ split folder (--splits)")
+    places = [root / "splits", root, root / "dataset" / "splits"]
+    for place in places:
+        if (place / "train.json").is_file():
+            return place
+    raise LayoutError(
+        f"FF++ split lists: expected train.json, val.json and test.json in one of "
+        f"{', '.join(str(p) for p in places)} (or name their folder with --splits)"
+    )
+
+
+def _methods(manip: Path, compression: str, methods: tuple[str, ...] | None, dataset: str) -> list[str]:
+    if methods:
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise LayoutError(f"FF++ method {unknown[0]!r}: expected one of {', '.join(METHODS)}")
+        for m in methods:
+            require(manip / m / compression / "videos", f"FF++ {m} videos")
+        return list(methods)
+    present = [m for m in METHODS if (manip / m / compression / "videos").is_dir()]
+    if not present:
+        raise LayoutError(
+            f"FF++ methods: expected one of {', '.join(METHODS)} with {compression}/videos under {manip}"
+        )
+    for m in METHODS:
+        if m not in present:
+            note(
+                f"{dataset} {m}: no {manip / m / compression / 'videos'}, so this method is left out "
+                "(name the methods with --methods to require them)",
+                dataset=dataset,
+                change="method absent",
+                method=m,
+            )
+    return present
 
 
 def scan(
@@ -27,13 +71,15 @@ def scan(
     splits: tuple[str, ...] = SPLITS,
     dataset: str = "FF++",
     methods: tuple[str, ...] | None = None,
+    splits_dir: Path | None = None,
 ) -> list[VideoEntry]:
     root = Path(root)
     require(root, "FaceForensics++ root")
+    lists = split_folder(root, splits_dir)
     split_of: dict[str, str] = {}
     pairs: dict[str, list[tuple[str, str]]] = {}
-    for split in splits:
-        path = require(root / "splits" / f"{split}.json", f"FF++ {split} split list")
+    for split in sorted(splits, key=SPLITS.index):  # test last: a video it lists is test
+        path = require(lists / f"{split}.json", f"FF++ {split} split list")
         try:
             pairs[split] = [(str(a), str(b)) for a, b in json.loads(path.read_text())]
         except (ValueError, TypeError) as e:
@@ -56,14 +102,12 @@ def scan(
         for name, split in sorted(split_of.items())
     ]
     manip = require(root / "manipulated_sequences", "FF++ manipulated videos")
-    present = [m for m in (methods or METHODS) if (manip / m).is_dir()]
-    if not present:
-        raise LayoutError(f"FF++ methods: expected one of {', '.join(METHODS)} under {manip}")
+    present = _methods(manip, compression, methods, dataset)
     fake_split = {f"{a}_{b}": s for s, ps in pairs.items() for a, b in ps} | {
         f"{b}_{a}": s for s, ps in pairs.items() for a, b in ps
     }
     for method in present:
-        folder = require(manip / method / compression / "videos", f"FF++ {method} videos")
+        folder = manip / method / compression / "videos"
         masked = method in MASKED
         for name, split in sorted(fake_split.items()):
             entries.append(
