@@ -359,3 +359,19 @@ def test_dfdc_parts_under_a_train_folder(tmp_path):
     assert (
         next(e.path for e in entries if e.video_id.endswith("/r0")) == root / "train/dfdc_train_part_0/r0.mp4"
     )
+
+
+def test_celebdf_train_list_with_absolute_paths_from_elsewhere(tmp_path):
+    root = tmp_path / "Celeb-DF-v2"
+    videos = ["Celeb-real/id0_0000.mp4", "Celeb-real/id1_0000.mp4", "Celeb-synthesis/id0_id1_0000.mp4"]
+    for rel in [*videos, "YouTube-real/00000.mp4"]:
+        write_cv_video(root / rel, noise_frames(2, 16))
+    (root / "List_of_testing_videos.txt").write_text("1 Celeb-real/id0_0000.mp4\n")
+    listed = [f"T:\\data\\Celeb-DF-v2\\{rel.replace('/', chr(92))}" for rel in videos]
+    listed[2] = f"/mnt/celeb/Celeb-DF-v2/{videos[2]}"
+    (tmp_path / "train.json").write_text(json.dumps(listed))
+    entries, notes = scan("celebdf", root, train_list=tmp_path / "train.json")
+    kept = {str(e.path.relative_to(root)): e.split for e in entries}
+    assert kept["Celeb-real/id0_0000.mp4"] == "test"  # listed for train, but on the test list
+    assert {r for r, s in kept.items() if s != "test"} == set(videos[1:])  # YouTube-real/00000 not listed
+    assert [n["videos"] for n in notes if n["change"] == "test videos removed from train"] == [1]

@@ -309,7 +309,7 @@ def scan(
             videos = {k: v for k, v in videos.items() if k[1] in ("", level)}
         name = dataset or dataset_name(top)
         resolve = _Resolver(root, FOLDER.get(top, top))
-        for key, split in _splits(top, name, videos).items():
+        for key, split in _splits(top, dataset_name(top), videos).items():
             label_name, lv, video = key
             info = videos[key].get(split) or next(iter(videos[key].values()))
             entries.append(_entry(name, split, label_name, lv, video, info, resolve, frames, json_path))
