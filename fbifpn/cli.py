@@ -168,8 +168,10 @@ def cmd_prep(args: argparse.Namespace) -> int:
         if args.layout == "ffpp":
             compression = kwargs["compression"] = args.compression or "c23"
             kwargs["splits_dir"] = args.splits
-            if args.methods:
+            if args.methods is not None:
                 kwargs["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+                if not kwargs["methods"]:
+                    raise ValueError(f"--methods {args.methods!r}: names no method")
         if args.layout == "celebdf" and args.train_list:
             kwargs["train_list"] = args.train_list
         entries, notes = scan(args.layout, root, **kwargs)
@@ -425,7 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="FF++: the folder of train/val/test.json (default: the first of <root>/splits, <root>, "
         "<root>/dataset/splits that has them)",
     )
-    p.add_argument("--compression", help="FF++ / DeepfakeBench level: raw, c23 (FF++ default) or c40")
+    p.add_argument(
+        "--compression",
+        choices=["raw", "c23", "c40"],
+        help="FF++ / DeepfakeBench level: raw, c23 (the default where there are levels) or c40",
+    )
     p.add_argument(
         "--frames", type=POSITIVE, default=32, help="frames sampled per video, evenly spaced (default 32)"
     )

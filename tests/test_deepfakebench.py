@@ -375,3 +375,111 @@ def test_celebdf_train_list_with_absolute_paths_from_elsewhere(tmp_path):
     assert kept["Celeb-real/id0_0000.mp4"] == "test"  # listed for train, but on the test list
     assert {r for r, s in kept.items() if s != "test"} == set(videos[1:])  # YouTube-real/00000 not listed
     assert [n["videos"] for n in notes if n["change"] == "test videos removed from train"] == [1]
+
+
+def _index(tmp_path, index):
+    path = tmp_path / "index.json"
+    path.write_text(json.dumps(index))
+    return path
+
+
+def test_one_index_may_mix_path_styles(tmp_path):
+    rgb = tmp_path / "rgb"
+    styles = {"id0_0000": "relative", "id1_0000": "posix", "id2_0000": "windows", "id3_0000": "relative"}
+    train = {}
+    for v, style in styles.items():
+        frames = trees.crops(rgb, f"Celeb-DF-v2/Celeb-real/frames/{v}", 2, style)
+        if v == "id3_0000":  # relative, with a folder in front of the dataset's
+            frames = [f"rgb/{f}" for f in frames]
+        train[v] = {"label": "CelebDFv2_real", "frames": frames}
+    entries = deepfakebench.scan(_index(tmp_path, {"Celeb-DF-v2": {"CelebDFv2_real": {"train": train}}}), rgb)
+    assert len(entries) == 4 and all(p.is_file() for e in entries for p in e.frames)
+
+
+def test_an_index_path_cannot_leave_root(tmp_path):
+    rgb = tmp_path / "rgb"
+    rgb.mkdir()
+    trees.crops(tmp_path, "outside/frames/v", 1)
+    index = {"DFDCP": {"DFDCP_Real": {"train": {"v": {"frames": ["DFDCP/../../outside/frames/v/000.png"]}}}}}
+    with pytest.raises(LayoutError, match="would leave --root"):
+        deepfakebench.scan(_index(tmp_path, index), rgb)
+
+
+@pytest.mark.parametrize(
+    ("index", "where"),
+    [
+        (
+            {"FF": {"FF-real": {"train": {"c23": {"a": {"frames": []}}, "b": {"frames": []}}}}},
+            "FF/FF-real/train mixes compression levels",
+        ),
+        (
+            {"FF": {"FF-real": {"train": {"c23": {"000": {"frames": []}}}, "test": {"000": {"frames": []}}}}},
+            "one video would get two ids",
+        ),
+    ],
+)
+def test_levels_and_videos_do_not_mix(tmp_path, index, where):
+    with pytest.raises(LayoutError, match=where):
+        deepfakebench.scan(_index(tmp_path, index), tmp_path)
+
+
+def test_a_video_under_two_names_is_not_trained_on_when_one_is_test(tmp_path):
+    rgb = tmp_path / "rgb"
+    frames = trees.crops(rgb, "Celeb-DF-v2/Celeb-real/frames/id0_0000", 2)
+    other = trees.crops(rgb, "Celeb-DF-v2/Celeb-real/frames/id1_0000", 2)
+    index = {
+        "Celeb-DF-v2": {
+            "CelebDFv2_real": {"train": {"id1_0000": {"frames": other}}},
+            "CelebDFv2_fake": {
+                "test": {"id0_0000": {"frames": frames}},
+                "train": {"copy": {"frames": frames}},
+            },
+        }
+    }
+    entries, notes = scan("deepfakebench", _index(tmp_path, index), rgb)
+    assert sorted((_name(e), e.split) for e in entries) == [("id0_0000", "test"), ("id1_0000", "train")]
+    assert [n["videos"] for n in notes if n["change"] == "videos sharing test crops dropped"] == [1]
+
+
+def test_a_failed_part_under_another_split_is_made_again(tmp_path):
+    index = trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=2, test_from=1)
+    entries = deepfakebench.scan(index, tmp_path / "rgb")
+    gone = entries[0]
+    for p in gone.frames:
+        p.unlink()
+    out = tmp_path / "out"
+    moved = "train" if gone.split == "test" else "test"
+    prep([gone.__class__(**{**gone.__dict__, "split": moved})], out, progress=False)
+    report = prep([gone], out, progress=False)
+    assert report["videos"]["skipped_already_done"] == 0
+    assert report["splits"] == {gone.split: {"videos": 1, "done": 0}}
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("[" * 100000 + "]" * 100000, "RecursionError"), ("{", "not valid JSON"), ("", "not valid JSON")],
+)
+def test_unparsable_index_is_one_layout_error(tmp_path, text, why):
+    path = tmp_path / "index.json"
+    path.write_text(text)
+    with pytest.raises(LayoutError, match=why):
+        deepfakebench.scan(path, tmp_path)
+    with pytest.raises(LayoutError, match="a folder; --json is the index file"):
+        deepfakebench.scan(tmp_path, tmp_path)
+
+
+def test_masks_without_frame_numbers_pair_by_name(tmp_path):
+    rgb = tmp_path / "rgb"
+    for kind in ("frames", "masks"):
+        (rgb / f"FF/{kind}/v").mkdir(parents=True)
+        for n in ("a", "b"):
+            (rgb / f"FF/{kind}/v/{n}.png").write_bytes(b"png")
+    info = {
+        "frames": ["FF/frames/v/a.png", "FF/frames/v/b.png"],
+        "masks": ["FF/masks/v/b.png", "FF/masks/v/a.png"],
+    }
+    (e,) = deepfakebench.scan(_index(tmp_path, {"FF": {"FF-DF": {"train": {"v": info}}}}), rgb)
+    assert [(f.name, m.name) for f, m in zip(e.frames, e.masks, strict=True)] == [
+        ("a.png", "a.png"),
+        ("b.png", "b.png"),
+    ]

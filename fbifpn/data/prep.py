@@ -297,6 +297,8 @@ def _finished(out: Path, entry: VideoEntry) -> bool:
         return False
     # A part made when the adapter gave this video another split or label (an index read before
     # its test videos were kept out of train) is made again: its rows would carry the old split.
+    if part.get("split", entry.split) != entry.split:
+        return False
     now = _row(entry, "")
     return all(row[k] == now[k] for row in part["rows"][:1] for k in ("dataset", "split", "method", "label"))
 
@@ -362,6 +364,11 @@ def prep(
     return write_outputs(out, [e.video_id for e in todo], suffix, options, skipped=len(todo) - len(pending))
 
 
+def _split_of(part: dict) -> str:
+    """A part's split; parts written before parts recorded it have it in their rows, if any."""
+    return part.get("split") or next((r["split"] for r in part["rows"]), "unknown")
+
+
 def write_outputs(
     out: Path, video_ids: list[str] | None, suffix: str, options: PrepOptions | None, skipped: int = 0
 ) -> dict:
@@ -389,10 +396,10 @@ def write_outputs(
         },
         "splits": {
             split: {
-                "videos": sum(p.get("split", "") == split for p in parts),
-                "done": sum(p.get("split", "") == split and p["status"] == "done" for p in parts),
+                "videos": sum(_split_of(p) == split for p in parts),
+                "done": sum(_split_of(p) == split and p["status"] == "done" for p in parts),
             }
-            for split in sorted({p.get("split", "") for p in parts})
+            for split in sorted({_split_of(p) for p in parts})
         },
         "layout": json.loads(notes.read_text()) if (notes := out / "layout_notes.json").is_file() else [],
         "failures": [f for p in parts for f in p["failures"]],

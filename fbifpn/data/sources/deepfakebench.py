@@ -61,36 +61,42 @@ def dataset_name(key: str) -> str:
 
 class _Resolver:
     """Maps the index's frame paths onto `root`: the folder that holds the dataset's folder, that
-    folder itself, or a renamed copy of it. Each path is `root` joined with the path less its first
-    k parts; k is found for the first path of each prefix that exists, then reused without a look."""
+    folder itself, or a renamed copy of it. A path becomes `root` joined with the path less its
+    first k parts. k is found by looking for the first path of each prefix (what comes before the
+    dataset's folder, absolute or not) and then reused without a look."""
 
     def __init__(self, root: Path, folder: str):
         self.root = root
         self.folder = folder
-        self.drop: dict[tuple[str, ...], int] = {}  # prefix -> k
+        self.drop: dict[tuple[bool, tuple[str, ...]], int] = {}
 
     def __call__(self, listed: str) -> Path:
         parts, absolute = listed_parts(listed)
-        for prefix, k in self.drop.items():
-            if parts[:k] == prefix:
-                return self.root.joinpath(*parts[k:])
         tail = below(parts, self.folder)
         at = None if tail is None else len(parts) - len(tail)
-        # The dataset's folder under root, root as that folder, the path as it is (relative), and
-        # then every shorter tail, for a copy whose folders were renamed.
-        tries = ([at, at + 1] if at is not None else []) + ([] if absolute else [0])
-        for k in [*tries, *range(1, len(parts) - 1)]:
+        if ".." in parts[at or 0 :]:
+            raise LayoutError(f"{listed}: '..' below the dataset's folder would leave --root")
+        key = (absolute, parts[:at]) if at is not None else None
+        if key in self.drop:
+            return self.root.joinpath(*parts[self.drop[key] :])
+        # The dataset's folder under root; root as that folder; a relative path as it is; then
+        # every shorter tail, for a copy whose folders were renamed.
+        tries = [at, at + 1] if at is not None else [] if absolute else [0]
+        for k in dict.fromkeys([*tries, *range(1, len(parts) - 1)]):
             if self.root.joinpath(*parts[k:]).exists():
-                self.drop[parts[:k]] = k
+                if key is not None:
+                    self.drop[key] = k
                 return self.root.joinpath(*parts[k:])
-        return self.root.joinpath(*parts[tries[0] if tries else 1 :])
+        return self.root.joinpath(*parts[tries[0] if tries else 0 :])  # missing: prep names it
 
 
 def _read(json_path: Path) -> dict:
+    if require(json_path, "DeepfakeBench JSON index").is_dir():
+        raise LayoutError(f"{json_path}: a folder; --json is the index file (e.g. DFDC.json)")
     try:
-        index = json.loads(require(json_path, "DeepfakeBench JSON index").read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise LayoutError(f"{json_path}: not valid JSON ({e})") from None
+        index = json.loads(json_path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise LayoutError(f"{json_path}: not valid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(index, dict) or not index:
         raise LayoutError(
             f"{json_path}: expected a JSON object {{<dataset>: {{<label>: {{train|val|test: ...}}}}}}"
@@ -110,6 +116,7 @@ def _listed(json_path: Path, top: str, by_label) -> tuple[dict, Counter]:
     """(label_name, level, video) -> {split: info}, and the stray keys found beside the videos."""
     videos: dict[tuple[str, str, str], dict[str, dict]] = {}
     stray: Counter = Counter()
+    shapes: dict[str, str] = {}  # label name -> "levels" or "videos", the same in every split
     for label_name, by_split in _object(json_path, (top,), by_label, "label names").items():
         by_split = _object(json_path, (top, label_name), by_split, "splits (train, val, test)")
         for split, content in by_split.items():
@@ -117,8 +124,25 @@ def _listed(json_path: Path, top: str, by_label) -> tuple[dict, Counter]:
             if split not in SPLITS:
                 raise LayoutError(f"{json_path}: {'/'.join(keys)}: expected a split train, val or test")
             content = _object(json_path, keys, content, "videos")
-            levelled = bool(content) and set(content) - STRAY <= set(LEVELS) and set(content) & set(LEVELS)
-            groups = [(lv, content[lv]) for lv in LEVELS if lv in content] if levelled else [("", content)]
+            levelled = sorted(set(content) & set(LEVELS))
+            others = sorted(
+                k
+                for k in content
+                if k not in LEVELS and not (k in STRAY and not isinstance(content[k], dict))
+            )
+            if levelled and others:
+                raise LayoutError(
+                    f"{json_path}: {'/'.join(keys)} mixes compression levels ({', '.join(levelled)}) "
+                    f"with videos ({others[0]}, ...)"
+                )
+            if content and (levelled or others):
+                kind = "levels" if levelled else "videos"
+                if shapes.setdefault(label_name, kind) != kind:
+                    raise LayoutError(
+                        f"{json_path}: {'/'.join(keys)} lists {kind}, other splits of {top}/{label_name} "
+                        f"{shapes[label_name]}: one video would get two ids"
+                    )
+            groups = [(lv, content[lv]) for lv in levelled] if levelled else [("", content)]
             for level, by_video in groups:
                 at = (*keys, level) if level else keys
                 for name, info in _object(json_path, at, by_video, "videos").items():
@@ -185,19 +209,26 @@ def _splits(top: str, dataset: str, videos: dict) -> dict[tuple[str, str, str], 
         for k in pool:
             if ident[k] in held:
                 split[k] = "val"
+        carved = sum(s == "val" for s in split.values())
         if not val:
             why = "the index has no val"
         elif val & test:
             why = f"the index's val repeats {len(val & test)} test videos"
         else:
             why = f"the index's val repeats {len(val & train)} train videos"
+        only_val = val - test - train
+        if only_val:
+            why += f"; its {len(only_val)} videos listed only under val join the training videos"
+        done = f"validation is carved from training videos instead ({carved} videos, {how})"
+        if not held:
+            done = "and no validation can be carved: the training videos have fewer than two identities"
         if val or pool:
             note(
-                f"{top}: {why}: validation is carved from training videos instead "
-                f"({sum(s == 'val' for s in split.values())} videos, {how})",
+                f"{top}: {why}: {done}",
                 dataset=top,
                 change="val carved from train",
-                videos=len(val),
+                listed_val=len(val),
+                carved=carved,
             )
     after = {s: sum(v == s for v in split.values()) for s in SPLITS}
     if before != after:
@@ -213,23 +244,42 @@ def _splits(top: str, dataset: str, videos: dict) -> dict[tuple[str, str, str], 
 
 
 def _choose_level(json_path: Path, top: str, videos: dict, compression: str | None) -> str | None:
+    """The one compression level to read (of an index that has levels), said when it is chosen or
+    when it lacks a split that another level has."""
     levels = sorted({level for _, level, _ in videos} - {""})
-    if compression:
-        if levels and compression not in levels:
-            raise LayoutError(
-                f"{json_path}: {top} has no video at compression {compression} (it has {', '.join(levels)})"
+    if not levels:
+        if compression:
+            note(
+                f"{top}: the index has no compression levels; --compression {compression} is ignored",
+                dataset=top,
+                change="compression ignored",
             )
-        return compression
-    if len(levels) > 1:
-        level = "c23" if "c23" in levels else levels[0]
+        return None
+    if compression and compression not in levels:
+        raise LayoutError(
+            f"{json_path}: {top} has no video at compression {compression} (it has {', '.join(levels)})"
+        )
+    level = compression or ("c23" if "c23" in levels else levels[0])
+    if not compression and len(levels) > 1:
         note(
-            f"{top}: the index holds compression levels {', '.join(levels)}; reading {level} (choose with --compression)",
+            f"{top}: the index holds compression levels {', '.join(levels)}; reading {level} "
+            "(choose with --compression)",
             dataset=top,
             change="compression chosen",
             level=level,
         )
-        return level
-    return None
+    have = {s for (_, lv, _), by in videos.items() if lv == level for s in by}
+    for split in SPLITS:
+        elsewhere = sum(split in by for (_, lv, _), by in videos.items() if lv != level)
+        if split not in have and elsewhere:
+            note(
+                f"{top}: no {split} video at {level}, though {elsewhere} are listed at other levels",
+                dataset=top,
+                change="split missing at this level",
+                split=split,
+                level=level,
+            )
+    return level
 
 
 def _sibling(frame: Path, kind: str, suffix: str) -> Path:
@@ -242,14 +292,20 @@ def _sibling(frame: Path, kind: str, suffix: str) -> Path:
     return frame.with_name(frame.stem + f"_{kind}{suffix}")
 
 
+def _frame_key(path) -> int | str:
+    """What pairs a mask with its frame: the frame number, or the name when there is none."""
+    n = frame_number(path)
+    return n if n is not None else listed_parts(str(path))[0][-1].rsplit(".", 1)[0]
+
+
 def _entry(dataset, split, label_name, level, name, info, resolve, frames, json_path) -> VideoEntry:
     label = 0 if label_name.lower().endswith("real") else 1
     listed = in_time_order(info["frames"])
     keep = [resolve(listed[i]) for i in evenly_spaced(len(listed), frames)]
-    listed_masks = {frame_number(m): m for m in info.get("masks", [])}
+    listed_masks = {_frame_key(m): m for m in info.get("masks", [])}
     masks = []
     for p in keep:
-        candidates = [resolve(listed_masks[n])] if (n := frame_number(p)) in listed_masks else []
+        candidates = [resolve(listed_masks[n])] if (n := _frame_key(p)) in listed_masks else []
         masks.append(next((m for m in [*candidates, _sibling(p, "masks", ".png")] if m.is_file()), None))
     landmarks = tuple(m if (m := _sibling(p, "landmarks", ".npy")).is_file() else None for p in keep)
     return VideoEntry(
@@ -266,6 +322,22 @@ def _entry(dataset, split, label_name, level, name, info, resolve, frames, json_
         masks=tuple(masks),
         landmarks=landmarks,
     )
+
+
+def _apart_from_test(top: str, entries: list[VideoEntry]) -> list[VideoEntry]:
+    """A train or val video whose crops are a test video's (one video under two names or labels)
+    would train on the test set: it is left out."""
+    tested = {p for e in entries if e.split == "test" for p in e.frames}
+    kept = [e for e in entries if e.split == "test" or not tested.intersection(e.frames)]
+    if dropped := len(entries) - len(kept):
+        note(
+            f"{top}: {dropped} train or val videos share crops with test videos (one video under two "
+            "names): they are left out",
+            dataset=top,
+            change="videos sharing test crops dropped",
+            videos=dropped,
+        )
+    return kept
 
 
 def _once(json_path: Path, entries: list[VideoEntry]) -> list[VideoEntry]:
@@ -292,7 +364,8 @@ def scan(
     """The index's videos with one split each (see the module's rule); `dataset` renames them."""
     json_path, root = Path(json_path), Path(root)
     index = _read(json_path)
-    require(root, "DeepfakeBench data root")
+    if not require(root, "DeepfakeBench data root").is_dir():
+        raise LayoutError(f"{root}: not a folder; --root is the folder that holds the dataset's folder")
     entries = []
     for top, by_label in index.items():
         videos, stray = _listed(json_path, top, by_label)
@@ -309,10 +382,19 @@ def scan(
             videos = {k: v for k, v in videos.items() if k[1] in ("", level)}
         name = dataset or dataset_name(top)
         resolve = _Resolver(root, FOLDER.get(top, top))
+        found = []
         for key, split in _splits(top, dataset_name(top), videos).items():
             label_name, lv, video = key
             info = videos[key].get(split) or next(iter(videos[key].values()))
-            entries.append(_entry(name, split, label_name, lv, video, info, resolve, frames, json_path))
+            found.append(_entry(name, split, label_name, lv, video, info, resolve, frames, json_path))
+        if empty := sum(not e.frames for e in found):
+            note(
+                f"{top}: {empty} videos list no frame; prep reports each as failed",
+                dataset=top,
+                change="videos without frames",
+                videos=empty,
+            )
+        entries += _apart_from_test(top, found)
     if not entries:
         raise LayoutError(f"{json_path}: no video found in the index")
     entries = _once(json_path, entries)

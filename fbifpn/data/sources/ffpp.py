@@ -85,7 +85,15 @@ def scan(
         except (ValueError, TypeError) as e:
             raise LayoutError(f"{path}: expected a JSON list of [a, b] pairs ({e})") from e
         for a, b in pairs[split]:
-            split_of[a] = split_of[b] = split
+            for v in (a, b):
+                if split_of.get(v, split) != split:
+                    note(
+                        f"{path}: video {v} is also in {split_of[v]}.json: it is {split} only",
+                        dataset=dataset,
+                        change="video in two split lists",
+                        video=v,
+                    )
+                split_of[v] = split
     # Entries come from the split lists, not from the folders: a listed video that is missing on disk
     # stays an entry, so prep reports it ("video file not found") instead of silently counting one less.
     real_dir = require(root / "original_sequences/youtube" / compression / "videos", "FF++ real videos")
