@@ -221,10 +221,10 @@ def _splits(top: str, dataset: str, videos: dict) -> dict[tuple[str, str, str], 
             why += f"; its {len(only_val)} videos listed only under val join the training videos"
         done = f"validation is carved from training videos instead ({carved} videos, {how})"
         if not held:
-            done = "and no validation can be carved: the training videos have fewer than two identities"
+            done = "no validation can be carved: the training videos have fewer than two identities"
         if val or pool:
             note(
-                f"{top}: {why}: {done}",
+                f"{top}: {why}; {done}",
                 dataset=top,
                 change="val carved from train",
                 listed_val=len(val),
