@@ -103,20 +103,88 @@ def summary(labels, scores, threshold: float | None = None) -> dict[str, float]:
     return out
 
 
+def _auc_of(fakes, reals, axis: int = -1):
+    """AUC from the Mann-Whitney U statistic, U / (n_fake * n_real), which is roc_auc_score with
+    ties counted one half; vectorised over leading axes, as SciPy's resamplers call it."""
+    from scipy import stats
+
+    u = stats.mannwhitneyu(fakes, reals, axis=axis, method="asymptotic").statistic
+    return u / (np.shape(fakes)[axis] * np.shape(reals)[axis])
+
+
 def bootstrap_ci(
     videos: pd.DataFrame, score: str = "score", n: int = 1000, seed: int = 0, metric=auc
 ) -> tuple[float, float]:
-    """95 % percentile interval of a video-level metric, resampling videos with replacement."""
+    """95 % interval of a video-level metric (SciPy's BCa bootstrap). Reals and fakes are resampled
+    separately, with replacement: every resample keeps both classes, so its AUC is defined."""
+    from scipy import stats
+
     if n <= 0 or videos["label"].nunique() < 2:
         return (float("nan"), float("nan"))
+    reals = videos.loc[videos["label"] == 0, score].to_numpy(float)
+    fakes = videos.loc[videos["label"] == 1, score].to_numpy(float)
+    if metric is auc:
+        statistic, vectorized = (lambda r, f, axis=-1: _auc_of(f, r, axis)), True
+    else:
+
+        def statistic(r, f):
+            return metric(np.r_[np.zeros(len(r)), np.ones(len(f))], np.r_[r, f])
+
+        vectorized = False
+    result = stats.bootstrap(
+        (reals, fakes), statistic, n_resamples=n, vectorized=vectorized, rng=np.random.default_rng(seed)
+    )
+    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def compare_auc(labels, scores_a, scores_b, *, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Video AUC of model a minus that of model b, on the same videos (one entry per video, in the
+    same order in both score arrays).
+
+    `low`, `high`: a 95 % paired bootstrap interval (SciPy's BCa) that resamples videos, the same
+    ones for both models, reals and fakes separately so both classes stay. `p`: a two-sided paired
+    permutation test (SciPy, `permutation_type="samples"`): under "a and b are exchangeable",
+    swapping a video's two scores changes nothing, so the observed delta is compared with those of
+    random swaps. With identical scores delta is 0 and p is 1."""
+    from scipy import stats
+
+    labels = np.asarray(labels)
+    a, b = np.asarray(scores_a, float), np.asarray(scores_b, float)
+    if not len(labels) == len(a) == len(b):
+        raise ValueError(f"compare_auc: {len(labels)} labels, {len(a)} and {len(b)} scores; one per video")
+    if set(np.unique(labels)) != {0, 1}:
+        raise ValueError("compare_auc: labels must hold both 0 (real) and 1 (fake), and nothing else")
+    real, fake = labels == 0, labels == 1
+
+    def delta_of(x, y, axis=-1):
+        return _auc_of(x[..., fake], x[..., real], axis) - _auc_of(y[..., fake], y[..., real], axis)
+
+    delta = float(delta_of(a, b))
+    if np.array_equal(a, b):
+        return {"delta": 0.0, "low": 0.0, "high": 0.0, "p": 1.0, "n": len(labels)}
     rng = np.random.default_rng(seed)
-    labels, scores = videos["label"].to_numpy(), videos[score].to_numpy()
-    values = []
-    for _ in range(n):
-        idx = rng.integers(0, len(labels), len(labels))
-        if len(np.unique(labels[idx])) == 2:
-            values.append(metric(labels[idx], scores[idx]))
-    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+
+    def paired_delta(r, f, axis=-1):  # r, f: (2, ..., n) scores of the reals, of the fakes
+        return _auc_of(f[0], r[0], axis) - _auc_of(f[1], r[1], axis)
+
+    ci = stats.bootstrap(
+        (np.stack([a[real], b[real]]), np.stack([a[fake], b[fake]])),
+        paired_delta,
+        n_resamples=n_resamples,
+        vectorized=True,
+        axis=-1,
+        rng=rng,
+    ).confidence_interval
+    test = stats.permutation_test(
+        (a, b), delta_of, permutation_type="samples", n_resamples=n_resamples, vectorized=True, rng=rng
+    )
+    return {
+        "delta": delta,
+        "low": float(ci.low),
+        "high": float(ci.high),
+        "p": float(test.pvalue),
+        "n": len(labels),
+    }
 
 
 def per_method(videos: pd.DataFrame, score: str = "score") -> dict[str, float]:

@@ -50,6 +50,64 @@ def test_bootstrap_ci_contains_the_point_estimate():
     assert metrics.bootstrap_ci(videos, n=500, seed=1) == (lo, hi)  # seeded
 
 
+def test_bootstrap_auc_path_is_roc_auc_with_ties():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 60)
+    scores = rng.integers(0, 5, 60) / 4  # many ties
+    fakes, reals = scores[labels == 1], scores[labels == 0]
+    assert metrics._auc_of(fakes, reals) == pytest.approx(metrics.auc(labels, scores))
+    ap = metrics.bootstrap_ci(
+        pd.DataFrame({"label": labels, "score": scores}), n=200, metric=metrics.average_precision
+    )
+    assert ap[0] <= metrics.average_precision(labels, scores) <= ap[1]
+
+
+def test_compare_auc_identical_scores():
+    rng = np.random.default_rng(0)
+    labels, scores = np.repeat([0, 1], 50), rng.uniform(size=100)
+    out = metrics.compare_auc(labels, scores, scores.copy(), n_resamples=500)
+    assert out == {"delta": 0.0, "low": 0.0, "high": 0.0, "p": 1.0, "n": 100}
+
+
+def test_compare_auc_a_strictly_better_model_is_significant():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 100)
+    better = labels + rng.normal(0, 0.3, 200)  # AUC about 0.99
+    worse = labels + rng.normal(0, 1.5, 200)  # about 0.68
+    out = metrics.compare_auc(labels, better, worse, n_resamples=1000, seed=0)
+    assert out["delta"] == pytest.approx(metrics.auc(labels, better) - metrics.auc(labels, worse))
+    assert out["p"] < 0.01 and 0 < out["low"] < out["delta"] < out["high"]
+    swapped = metrics.compare_auc(labels, worse, better, n_resamples=1000, seed=0)
+    assert swapped["delta"] == pytest.approx(-out["delta"]) and swapped["p"] < 0.01
+    assert metrics.compare_auc(labels, better, worse, n_resamples=1000, seed=0) == out  # seeded
+
+
+def test_compare_auc_interval_covers_the_true_difference_about_95_percent():
+    """Two correlated models on 200 videos, drawn 200 times from populations whose AUCs are known:
+    model x's score is a shared per-video signal plus its own noise, so AUC_x = Phi(mu / sqrt(2 var_x))."""
+    from scipy.stats import norm
+
+    mu, shared, noise = 1.0, 1.0, {"a": 0.5, "b": 1.0}
+    true = {k: norm.cdf(mu / np.sqrt(2 * (shared**2 + s**2))) for k, s in noise.items()}
+    delta = true["a"] - true["b"]
+    rng = np.random.default_rng(7)
+    labels = np.repeat([0, 1], 100)
+    covered = 0
+    for trial in range(200):
+        base = mu * labels + rng.normal(0, shared, 200)
+        a, b = base + rng.normal(0, noise["a"], 200), base + rng.normal(0, noise["b"], 200)
+        out = metrics.compare_auc(labels, a, b, n_resamples=400, seed=trial)
+        covered += out["low"] <= delta <= out["high"]
+    assert 0.90 <= covered / 200 <= 0.99  # 95 % nominal; a binomial sd of 1.5 points at 200 trials
+
+
+def test_compare_auc_refuses_what_is_not_one_score_per_video():
+    with pytest.raises(ValueError, match="one per video"):
+        metrics.compare_auc([0, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2])
+    with pytest.raises(ValueError, match="both 0"):
+        metrics.compare_auc([1, 1], [0.1, 0.2], [0.3, 0.4])
+
+
 def test_tables_carry_their_protocol():
     protocol = metrics.Protocol(
         "synth-ff c23 (synthetic)", "synth-cdf (synthetic)", "c23", "video", "best val video AUC (epoch 3)"
