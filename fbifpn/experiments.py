@@ -174,6 +174,8 @@ def ablation(
                         **metrics_row(report),
                         "level_weights": weights,
                         "checkpoint": str(checkpoint),
+                        "scores": str(run / f"eval-{name}" / "scores.csv"),
+                        "beta": report["beta"],
                     }
                 )
     return pd.DataFrame(rows)
@@ -223,6 +225,118 @@ def summarise(rows: pd.DataFrame, by: tuple[str, ...] = ("variant", "test")) -> 
         compression=("compression", "first"),
     )
     return out.reset_index()
+
+
+def run_videos(row) -> pd.DataFrame:
+    """The per-video scores behind one row of `ablation`: its scores.csv, rescored with its beta."""
+    frames = pd.read_csv(row["scores"])
+    beta = float(row.get("beta") or 0.0)
+    if beta:
+        frames["score"] = (1 - beta) * frames["score"] + beta * frames["mask_score"]
+    return metrics.video_scores(frames)
+
+
+def _seed_mean(runs: list[pd.DataFrame]) -> pd.DataFrame:
+    """Each video's score averaged over runs (seeds): a seed ensemble."""
+    return (
+        pd.concat(runs)
+        .groupby("video_id", as_index=False)
+        .agg(score=("score", "mean"), label=("label", "first"))
+    )
+
+
+def _delta(reference: pd.DataFrame, other: pd.DataFrame, n_resamples: int, seed: int) -> dict:
+    both = reference.merge(other, on="video_id", suffixes=("_ref", ""), validate="one_to_one")
+    if len(both) != len(reference) or len(both) != len(other):
+        raise ValueError("paired comparison: the two runs were not tested on the same videos")
+    return metrics.compare_auc(
+        both["label"], both["score"], both["score_ref"], n_resamples=n_resamples, seed=seed
+    )
+
+
+def paired(
+    rows: pd.DataFrame, reference: str = "full", n_resamples: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Each variant against `reference` on the same test videos: delta = AUC(variant) - AUC(reference),
+    its 95 % paired bootstrap interval and a paired permutation p (`metrics.compare_auc`). One row per
+    seed, and with several seeds a "pooled" row: each video's score averaged over the seeds (a seed
+    ensemble of either model), then one paired test over the videos."""
+    out = []
+    for test, of_test in rows.groupby("test", sort=False):
+        ref_rows = of_test[of_test["variant"] == reference]
+        ref = {r["seed"]: run_videos(r) for _, r in ref_rows.iterrows()}
+        for variant, of_variant in of_test[of_test["variant"] != reference].groupby("variant", sort=False):
+            runs = {r["seed"]: run_videos(r) for _, r in of_variant.iterrows() if r["seed"] in ref}
+            for s, videos in runs.items():
+                out.append(
+                    {
+                        "variant": variant,
+                        "test": test,
+                        "seeds": str(s),
+                        **_delta(ref[s], videos, n_resamples, seed),
+                    }
+                )
+            if len(runs) > 1:
+                seeds = sorted(runs)
+                out.append(
+                    {
+                        "variant": variant,
+                        "test": test,
+                        "seeds": ",".join(map(str, seeds)) + " pooled",
+                        **_delta(
+                            _seed_mean([ref[k] for k in seeds]),
+                            _seed_mean([runs[k] for k in seeds]),
+                            n_resamples,
+                            seed,
+                        ),
+                    }
+                )
+    frame = pd.DataFrame(out)
+    if not frame.empty:
+        frame["verdict"] = np.where(frame["p"] < 0.05, "significant at 0.05", "not significant")
+    return frame
+
+
+def takeaway(row, reference: str = "full") -> str:
+    """One line a reader can quote: 'no_attention - full on synth-cdf: -0.021 [-0.060, +0.015],
+    p = 0.27, not significant (seed 0)'."""
+    seeds = row["seeds"] if "pooled" in str(row["seeds"]) else f"seed {row['seeds']}"
+    return (
+        f"{row['variant']} - {reference} on {row['test']}: {row['delta']:+.3f} "
+        f"[{row['low']:+.3f}, {row['high']:+.3f}], p = {row['p']:.3f}, {row['verdict']} ({seeds})"
+    )
+
+
+def paired_table(frame: pd.DataFrame, cfg: Config, reference: str = "full") -> str:
+    """`paired` as Markdown, with the protocol it was made under."""
+    from fbifpn.engine.evaluate import describe_training
+
+    protocol = Protocol(
+        train_data=describe_training(cfg),
+        test_data=", ".join(frame["test"].unique()) + " [test splits]",
+        compression="as in the ablation table",
+        level="video (mean of frame scores, max over faces)",
+        selection=(
+            f"best validation {cfg.eval.select_on} of each run; delta = AUC(variant) - AUC({reference}) "
+            "on the same videos; 95 % paired bootstrap (BCa, reals and fakes resampled separately); p: "
+            "two-sided paired permutation test; pooled: scores averaged over seeds per video"
+        ),
+    )
+    table = pd.DataFrame(
+        {
+            "variant": frame["variant"],
+            "test": frame["test"],
+            "seeds": frame["seeds"],
+            f"ΔAUC vs {reference}": frame["delta"],
+            "95 % CI": [
+                f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(frame["low"], frame["high"], strict=True)
+            ],
+            "p": frame["p"],
+            "verdict": frame["verdict"],
+            "videos": frame["n"],
+        }
+    )
+    return _markdown(table, protocol)
 
 
 def _ci(row) -> str:

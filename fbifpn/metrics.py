@@ -116,13 +116,14 @@ def bootstrap_ci(
     videos: pd.DataFrame, score: str = "score", n: int = 1000, seed: int = 0, metric=auc
 ) -> tuple[float, float]:
     """95 % interval of a video-level metric (SciPy's BCa bootstrap). Reals and fakes are resampled
-    separately, with replacement: every resample keeps both classes, so its AUC is defined."""
+    separately, with replacement: every resample keeps both classes, so its AUC is defined. NaN when
+    a class has fewer than two videos."""
     from scipy import stats
 
-    if n <= 0 or videos["label"].nunique() < 2:
-        return (float("nan"), float("nan"))
     reals = videos.loc[videos["label"] == 0, score].to_numpy(float)
     fakes = videos.loc[videos["label"] == 1, score].to_numpy(float)
+    if n <= 0 or min(len(reals), len(fakes)) < 2:  # one video of a class: nothing to resample
+        return (float("nan"), float("nan"))
     if metric is auc:
         statistic, vectorized = (lambda r, f, axis=-1: _auc_of(f, r, axis)), True
     else:
@@ -163,6 +164,17 @@ def compare_auc(labels, scores_a, scores_b, *, n_resamples: int = 2000, seed: in
     if np.array_equal(a, b):
         return {"delta": 0.0, "low": 0.0, "high": 0.0, "p": 1.0, "n": len(labels)}
     rng = np.random.default_rng(seed)
+    test = stats.permutation_test(
+        (a, b), delta_of, permutation_type="samples", n_resamples=n_resamples, vectorized=True, rng=rng
+    )
+    if min(real.sum(), fake.sum()) < 2:  # one video of a class: no interval to resample
+        return {
+            "delta": delta,
+            "low": float("nan"),
+            "high": float("nan"),
+            "p": float(test.pvalue),
+            "n": len(labels),
+        }
 
     def paired_delta(r, f, axis=-1):  # r, f: (2, ..., n) scores of the reals, of the fakes
         return _auc_of(f[0], r[0], axis) - _auc_of(f[1], r[1], axis)
@@ -175,9 +187,6 @@ def compare_auc(labels, scores_a, scores_b, *, n_resamples: int = 2000, seed: in
         axis=-1,
         rng=rng,
     ).confidence_interval
-    test = stats.permutation_test(
-        (a, b), delta_of, permutation_type="samples", n_resamples=n_resamples, vectorized=True, rng=rng
-    )
     return {
         "delta": delta,
         "low": float(ci.low),

@@ -187,3 +187,95 @@ def test_mask_evidence_rescoring_equals_evaluating_with_beta(base_run, smoke_man
     assert mixed["beta"] == 0.5 and (tmp_path / "b0" / "metrics-beta0.5.json").is_file()
     with pytest.raises(ValueError, match="beta = 0"):
         with_mask_evidence(tmp_path / "b5", 0.5)
+
+
+def _scores_csv(path, labels, scores, mask=None):
+    frames = pd.DataFrame(
+        {
+            "video_id": [f"synth/v{i:03d}" for i in range(len(labels))],
+            "frame_idx": 0,
+            "score": scores,
+            "mask_score": scores if mask is None else mask,
+            "label": labels,
+            "method": np.where(labels == 1, "Deepfakes", "real"),
+            "dataset": "synth-ff",
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames.to_csv(path, index=False)
+    return str(path)
+
+
+def test_paired_rows_per_seed_and_pooled(tmp_path):
+    from fbifpn.experiments import paired, paired_table, takeaway
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 60)
+    rows = []
+    for seed in (0, 1):
+        good = labels + rng.normal(0, 0.4, 120)
+        rows.append(
+            {
+                "variant": "full",
+                "seed": seed,
+                "test": "t",
+                "beta": 0.0,
+                "scores": _scores_csv(tmp_path / f"full{seed}.csv", labels, good),
+            }
+        )
+        rows.append(
+            {
+                "variant": "same",
+                "seed": seed,
+                "test": "t",
+                "beta": 0.0,
+                "scores": _scores_csv(tmp_path / f"same{seed}.csv", labels, good),
+            }
+        )
+        bad = labels + rng.normal(0, 3.0, 120)
+        rows.append(
+            {
+                "variant": "worse",
+                "seed": seed,
+                "test": "t",
+                "beta": 0.0,
+                "scores": _scores_csv(tmp_path / f"worse{seed}.csv", labels, bad),
+            }
+        )
+    out = paired(pd.DataFrame(rows), n_resamples=500).set_index(["variant", "seeds"])
+    assert list(out.index) == [(v, s) for v in ("same", "worse") for s in ("0", "1", "0,1 pooled")]
+    assert (out.loc["same", "delta"] == 0).all() and (out.loc["same", "p"] == 1).all()
+    assert (out.loc["same", "verdict"] == "not significant").all()
+    worse = out.loc[("worse", "0")]
+    assert worse["delta"] < 0 and worse["p"] < 0.01 and worse["verdict"] == "significant at 0.05"
+    assert worse["n"] == 120
+    line = takeaway(out.reset_index().iloc[3])
+    assert line.startswith("worse - full on t: -0.") and "significant at 0.05 (seed 0)" in line
+    table = paired_table(out.reset_index(), load_config("smoke"))
+    assert "ΔAUC vs full" in table and "| worse | t | 0,1 pooled |" in table
+
+
+def test_paired_refuses_runs_tested_on_other_videos(tmp_path):
+    from fbifpn.experiments import paired
+
+    labels = np.repeat([0, 1], 10)
+    rows = pd.DataFrame(
+        [
+            {
+                "variant": "full",
+                "seed": 0,
+                "test": "t",
+                "beta": 0.0,
+                "scores": _scores_csv(tmp_path / "a.csv", labels, labels * 1.0),
+            },
+            {
+                "variant": "x",
+                "seed": 0,
+                "test": "t",
+                "beta": 0.0,
+                "scores": _scores_csv(tmp_path / "b.csv", labels[:-1], labels[:-1] * 1.0),
+            },
+        ]
+    )
+    with pytest.raises(ValueError, match="same videos"):
+        paired(rows, n_resamples=100)

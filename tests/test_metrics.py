@@ -101,6 +101,13 @@ def test_compare_auc_interval_covers_the_true_difference_about_95_percent():
     assert 0.90 <= covered / 200 <= 0.99  # 95 % nominal; a binomial sd of 1.5 points at 200 trials
 
 
+def test_one_video_of_a_class_has_no_interval():
+    videos = pd.DataFrame({"label": [0, 1, 1, 1], "score": [0.1, 0.5, 0.7, 0.9]})
+    assert all(np.isnan(metrics.bootstrap_ci(videos, n=100)))
+    out = metrics.compare_auc(videos["label"], videos["score"], [0.6, 0.5, 0.7, 0.9], n_resamples=100)
+    assert out["delta"] == pytest.approx(1 - 2 / 3) and np.isnan(out["low"]) and 0 < out["p"] <= 1
+
+
 def test_compare_auc_refuses_what_is_not_one_score_per_video():
     with pytest.raises(ValueError, match="one per video"):
         metrics.compare_auc([0, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2])

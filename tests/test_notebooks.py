@@ -57,6 +57,8 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
     run_dir = tmp_path / "run"
     table = (run_dir / "03_ablations.md").read_text()
     assert table.startswith("*train data: synth-ff c23 (synthetic") and "| backbone_only |" in table
+    deltas = (run_dir / "03_paired.md").read_text()  # every variant against full, on the same videos
+    assert "ΔAUC vs full" in deltas and "| backbone_only |" in deltas and "| full |" not in deltas
     assert (run_dir / "04_cross_dataset.md").read_text().count("| synth-") == 3
     assert (run_dir / "04_cross_manipulation.csv").is_file() and (
         run_dir / "04_cross_compression.csv"
