@@ -112,13 +112,33 @@ def _auc_of(fakes, reals, axis: int = -1):
     return u / (np.shape(fakes)[axis] * np.shape(reals)[axis])
 
 
+def _interval(data, statistic, n_resamples: int, rng, **kwargs):
+    """SciPy's BCa bootstrap interval; where BCa is undefined because every resample gives the same
+    value (a perfect detector's AUC is 1 in all of them), the percentile interval of the same
+    resamples, which is then that value."""
+    import warnings
+
+    from scipy import stats
+
+    with warnings.catch_warnings():  # BCa's degenerate case is handled below, not shown
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(data, statistic, n_resamples=n_resamples, rng=rng, **kwargs)
+    ci = result.confidence_interval
+    if not np.isfinite([ci.low, ci.high]).all():
+        kwargs.pop("method", None)
+        ci = stats.bootstrap(
+            data, statistic, n_resamples=0, bootstrap_result=result, method="percentile", rng=rng, **kwargs
+        ).confidence_interval
+    return ci
+
+
 def bootstrap_ci(
     videos: pd.DataFrame, score: str = "score", n: int = 1000, seed: int = 0, metric=auc
 ) -> tuple[float, float]:
     """95 % interval of a video-level metric (SciPy's BCa bootstrap). Reals and fakes are resampled
     separately, with replacement: every resample keeps both classes, so its AUC is defined. NaN when
     a class has fewer than two videos."""
-    from scipy import stats
 
     reals = videos.loc[videos["label"] == 0, score].to_numpy(float)
     fakes = videos.loc[videos["label"] == 1, score].to_numpy(float)
@@ -132,10 +152,8 @@ def bootstrap_ci(
             return metric(np.r_[np.zeros(len(r)), np.ones(len(f))], np.r_[r, f])
 
         vectorized = False
-    result = stats.bootstrap(
-        (reals, fakes), statistic, n_resamples=n, vectorized=vectorized, rng=np.random.default_rng(seed)
-    )
-    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+    ci = _interval((reals, fakes), statistic, n, np.random.default_rng(seed), vectorized=vectorized)
+    return (float(ci.low), float(ci.high))
 
 
 def compare_auc(labels, scores_a, scores_b, *, n_resamples: int = 2000, seed: int = 0) -> dict:
@@ -179,14 +197,14 @@ def compare_auc(labels, scores_a, scores_b, *, n_resamples: int = 2000, seed: in
     def paired_delta(r, f, axis=-1):  # r, f: (2, ..., n) scores of the reals, of the fakes
         return _auc_of(f[0], r[0], axis) - _auc_of(f[1], r[1], axis)
 
-    ci = stats.bootstrap(
+    ci = _interval(
         (np.stack([a[real], b[real]]), np.stack([a[fake], b[fake]])),
         paired_delta,
-        n_resamples=n_resamples,
+        n_resamples,
+        rng,
         vectorized=True,
         axis=-1,
-        rng=rng,
-    ).confidence_interval
+    )
     return {
         "delta": delta,
         "low": float(ci.low),

@@ -15,8 +15,9 @@ def theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 
 
-def save_figure(fig, name: str, cfg: Config, figures_dir: Path | str, note: str = "", dpi: int = 110) -> Path:
-    """Write <figures_dir>/<name>.png and .pdf, and <name>.json with the config and a provenance note."""
+def save_figure(fig, name: str, cfg: Config, figures_dir: Path | str, note: str = "", dpi: int = 110) -> None:
+    """Write <figures_dir>/<name>.png and .pdf, and <name>.json with the config and a provenance note.
+    Returns nothing, so that a notebook cell ending in it shows the figure and no stray path."""
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     png = figures_dir / f"{name}.png"
@@ -24,7 +25,6 @@ def save_figure(fig, name: str, cfg: Config, figures_dir: Path | str, note: str 
     _palette(png)
     fig.savefig(figures_dir / f"{name}.pdf", bbox_inches="tight")
     (figures_dir / f"{name}.json").write_text(json.dumps({"note": note, "config": cfg.to_dict()}, indent=1))
-    return figures_dir / f"{name}.png"
 
 
 def _palette(png: Path) -> None:

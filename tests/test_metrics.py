@@ -123,3 +123,12 @@ def test_tables_carry_their_protocol():
     first = text.splitlines()[0]
     assert "synthetic" in first and "video" in first and "best val" in first
     assert "| full | 0.9512 |" in text
+
+
+def test_a_perfect_detector_has_a_point_interval_not_nan(recwarn):
+    labels = np.repeat([0, 1], 20)
+    videos = pd.DataFrame({"label": labels, "score": labels + np.linspace(0, 0.5, 40)})
+    assert metrics.bootstrap_ci(videos, n=200) == (1.0, 1.0)  # every resample: AUC 1, where BCa is undefined
+    out = metrics.compare_auc(labels, videos["score"], videos["score"][::-1].to_numpy(), n_resamples=200)
+    assert np.isfinite([out["low"], out["high"]]).all()
+    assert not [w for w in recwarn if "degenerate" in str(w.message)]

@@ -4,6 +4,7 @@ temporary folder, never into the tracked tree."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -16,9 +17,30 @@ from fbifpn.notebooks import BATCH, notebook_list, prepare, run
 pytestmark = pytest.mark.slow
 
 
+# Beside the copies: records what each cell wrote to stderr (nbval keeps a cell's outputs in
+# `test_outputs`, and compares none of them in lax mode).
+STDERR_RECORDER = """
+import json, os
+
+def pytest_runtest_teardown(item):
+    outs = getattr(item, "test_outputs", None)
+    text = "".join(o["text"] for o in outs or [] if o.get("output_type") == "stream" and o.get("name") == "stderr")
+    with open(os.environ["FBIFPN_TEST_STDERR"], "a") as f:
+        f.write(json.dumps({"cell": item.name, "seen": outs is not None, "text": text}) + "\\n")
+"""
+PROGRESS_BAR = re.compile(r"^[^|]*\d+%\|[^|]*\|.*$")  # tqdm: "prep:  40%|####      | 2/5 [00:01<...]"
+
+
+def stderr_besides_progress_bars(text: str) -> list[str]:
+    pieces = (p.strip() for line in text.split("\n") for p in line.split("\r"))
+    return [p for p in pieces if p and not PROGRESS_BAR.match(p)]
+
+
 def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
     params = {"profile": "smoke", "run_dir": str(tmp_path / "run"), "figures_dir": str(tmp_path / "figures")}
     copies = [prepare(nb, tmp_path / "nb" / nb.name, params) for nb in notebook_list()]
+    (tmp_path / "nb" / "conftest.py").write_text(STDERR_RECORDER)
+    stderr_log = tmp_path / "stderr.jsonl"
     assert [c.name[:2] for c in copies] == sorted(c.name[:2] for c in copies)
     result = subprocess.run(
         [
@@ -34,12 +56,17 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
         ],
         capture_output=True,
         text=True,
-        env=os.environ | {"HF_HUB_OFFLINE": "1", BATCH: "1"},
+        env=os.environ | {"HF_HUB_OFFLINE": "1", BATCH: "1", "FBIFPN_TEST_STDERR": str(stderr_log)},
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:]
+    # A reader of the executed notebooks sees no red box for an expected event: only progress bars.
     cells = sum(c["cell_type"] == "code" for copy in copies for c in json.loads(copy.read_text())["cells"])
     assert f"{cells} passed" in result.stdout  # nbval: one test per code cell
+    written = [json.loads(line) for line in stderr_log.read_text().splitlines()]
+    assert len(written) == cells and all(w["seen"] for w in written)  # the recorder saw every cell
+    unexpected = [(w["cell"], line) for w in written for line in stderr_besides_progress_bars(w["text"])]
+    assert not unexpected, unexpected[:10]
     assert len(copies) == 7
     figures = tmp_path / "figures"
     for name in (
@@ -59,6 +86,8 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
     assert table.startswith("*train data: synth-ff c23 (synthetic") and "| backbone_only |" in table
     deltas = (run_dir / "03_paired.md").read_text()  # every variant against full, on the same videos
     assert "ΔAUC vs full" in deltas and "| backbone_only |" in deltas and "| full |" not in deltas
+    central = (run_dir / "04_full_vs_backbone.md").read_text()  # the paper's claim, per test set
+    assert "ΔAUC vs backbone_only" in central and central.count("| full | synth-") == 3
     assert (run_dir / "04_cross_dataset.md").read_text().count("| synth-") == 3
     assert (run_dir / "04_cross_manipulation.csv").is_file() and (
         run_dir / "04_cross_compression.csv"

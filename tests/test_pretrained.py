@@ -61,3 +61,23 @@ def test_local_weights_file_is_loaded(tmp_path):
     torch.save(source.state_dict(), tmp_path / "w.pth")
     model = build_model(load_config("smoke", [f"model.backbone.pretrained={tmp_path / 'w.pth'}"]))
     assert model.backbone.body.conv_stem.weight.eq(0.123).all()
+
+
+def test_the_dropped_classifier_head_is_expected_not_warned(runs, caplog):
+    """A features_only backbone leaves the checkpoint's head keys unloaded: timm warns "Unexpected
+    keys (conv_head.weight, ...)" in every notebook that trains. That is expected and not shown; a
+    left-over key of a module the backbone has would be a real mismatch and is."""
+    import logging
+
+    from fbifpn.models.backbone import _warn_unless_head
+
+    with caplog.at_level(logging.INFO):
+        build_model(load_config("demo"))
+    assert not [r for r in caplog.records if "Unexpected keys" in r.getMessage()]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    body = build_model(load_config("demo"), pretrained=False).backbone.body
+    caplog.clear()
+    _warn_unless_head(["conv_head.weight", "classifier.bias"], body)
+    assert not caplog.records
+    _warn_unless_head(["conv_stem.weight"], body)
+    assert "conv_stem.weight" in caplog.text

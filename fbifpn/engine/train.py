@@ -306,7 +306,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
         ckpt.set_rng_state(saved["rng"])
         state.update({k: saved[k] for k in state})
     elif resume and main:
-        print(f"--resume: no {last_path} yet, starting from scratch")
+        print(f"training from the start: {run_dir} holds no checkpoint to resume yet")
 
     def save(path: Path) -> None:
         if main:

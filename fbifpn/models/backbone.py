@@ -6,6 +6,9 @@ timm model with `features_only` support plugs in (EfficientNet, EfficientNetV2, 
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
 from typing import Any
 
 import timm
@@ -27,13 +30,46 @@ def _timm_kwargs(cfg: BackboneConfig, pretrained: bool | str) -> dict[str, Any]:
     return kwargs
 
 
+@contextlib.contextmanager
+def _head_keys_expected():
+    """Collect, instead of show, timm's "Unexpected keys (...) found while loading pretrained
+    weights": a features_only model has no classifier head, so the checkpoint's head keys are
+    expected to be left over. `_warn_unless_head` shows any that are not the head's."""
+    dropped: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        found = re.match(r"Unexpected keys \((.*)\) found while loading pretrained", record.getMessage())
+        if found:
+            dropped.extend(k.strip() for k in found.group(1).split(","))
+        return not found
+
+    logger = logging.getLogger("timm.models._builder")
+    logger.addFilter(keep)
+    try:
+        yield dropped
+    finally:
+        logger.removeFilter(keep)
+
+
+def _warn_unless_head(dropped: list[str], body: nn.Module) -> None:
+    """A left-over key whose module the feature model has is a real mismatch: say it."""
+    modules = {name for name, _ in body.named_modules()}
+    real = [k for k in dropped if k.rsplit(".", 1)[0] in modules]
+    if real:
+        logging.getLogger(__name__).warning(
+            "pretrained weights: keys not loaded into the backbone: %s", ", ".join(real)
+        )
+
+
 class FeatureBackbone(nn.Module):
     """The backbone levels named by `cfg.strides` (default C2..C5 at strides 4, 8, 16, 32)."""
 
     def __init__(self, cfg: BackboneConfig, pretrained: bool | str | None = None):
         super().__init__()
         pretrained = cfg.pretrained if pretrained is None else pretrained
-        self.body = timm.create_model(cfg.name, features_only=True, **_timm_kwargs(cfg, pretrained))
+        with _head_keys_expected() as dropped:
+            self.body = timm.create_model(cfg.name, features_only=True, **_timm_kwargs(cfg, pretrained))
+        _warn_unless_head(dropped, self.body)
         info = self.body.feature_info
         reductions = info.reduction()
         missing = [s for s in cfg.strides if s not in reductions]
