@@ -9,6 +9,7 @@ training data, compression, frame or video level, DFDC or DFDCP, and how the che
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -116,8 +117,6 @@ def _interval(data, statistic, n_resamples: int, rng, **kwargs):
     """SciPy's BCa bootstrap interval; where BCa is undefined because every resample gives the same
     value (a perfect detector's AUC is 1 in all of them), the percentile interval of the same
     resamples, which is then that value."""
-    import warnings
-
     from scipy import stats
 
     with warnings.catch_warnings():  # BCa's degenerate case is handled below, not shown

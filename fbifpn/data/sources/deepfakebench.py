@@ -47,6 +47,7 @@ from fbifpn.data.video import evenly_spaced
 
 LEVELS = ("c23", "c40", "raw")
 SPLITS = ("train", "val", "test")
+DFDC_PART = re.compile(r"dfdc_train_part_\d+")  # a training part folder of DFDC
 STRAY = {"label", "frames", "masks"}  # what rearrange.py leaves beside DFDC's videos
 PER_METHOD = {"FF-DF", "FF-F2F", "FF-FS", "FF-NT", "FF-FH"}  # FF-DF.json etc.: one method + FF-real
 FOLDER = {"DeepFakeDetection": "FaceForensics++", "FaceShifter": "FaceForensics++"} | dict.fromkeys(
@@ -173,9 +174,7 @@ def _identity(dataset: str, name: str, info: dict) -> str:
     if dataset.startswith("Celeb-DF"):
         return celebdf.identity(name)
     if dataset == "DFDC" and info["frames"]:
-        part = next(
-            (p for p in listed_parts(info["frames"][0])[0] if re.fullmatch(r"dfdc_train_part_\d+", p)), None
-        )
+        part = next((p for p in listed_parts(info["frames"][0])[0] if DFDC_PART.fullmatch(p)), None)
         if part:
             return part
     return name.split("_")[0]
@@ -202,7 +201,7 @@ def _splits(top: str, dataset: str, videos: dict) -> dict[tuple[str, str, str], 
         pool = sorted(k for k, s in split.items() if s == "train")
         ident = {k: _identity(dataset, k[2], next(iter(videos[k].values()))) for k in pool}
         parts = set(ident.values())
-        if dataset == "DFDC" and all(re.fullmatch(r"dfdc_train_part_\d+", p) for p in parts):
+        if dataset == "DFDC" and all(DFDC_PART.fullmatch(p) for p in parts):
             held, how = dfdc.held_out_parts(sorted(parts)), "the last ~10 % of training parts"
         else:
             held, how = carve_val(list(ident.values())), "~10 % of training identities, by CRC32"
