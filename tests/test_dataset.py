@@ -122,11 +122,14 @@ def test_demo_benchmark_is_learnable():
     from fbifpn.data.synthetic import generate
     from fbifpn.sanity import learnability
 
-    root = generate(size="demo", seed=0, workers=os.cpu_count(), progress=False) / "synth-ff"
+    root = (
+        generate(size="demo", seed=0, workers=os.cpu_count(), progress=False, datasets=("synth-ff",))
+        / "synth-ff"
+    )
     out = default_prep_out(root, "c23")
     prep(ffpp.scan(root, dataset="synth-ff"), out, PrepOptions(), workers=os.cpu_count(), progress=False)
     result = learnability(out, steps=40)  # 40 steps: under a minute on 2 cores
-    assert result["test_videos"] == 30
+    assert result["test_videos"] == 250
     assert result["video_auc"] >= 0.85, result
     assert np.isfinite(result["video_auc"])
 

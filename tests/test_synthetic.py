@@ -165,7 +165,7 @@ def test_unknown_size_is_an_error(tmp_path):
 @pytest.mark.slow
 def test_no_global_statistic_separates_real_from_fake():
     """Demo size, seed 0, synth-ff c23, video level: every shortcut AUC stays below 0.65."""
-    root = generate(size="demo", seed=0, workers=os.cpu_count(), progress=False)
+    root = generate(size="demo", seed=0, workers=os.cpu_count(), progress=False, datasets=("synth-ff",))
     aucs = shortcut_aucs(root, "c23")
     assert set(aucs) == {"brightness", "colour_balance", "bytes_per_frame", "sharpness"}
     assert all(auc < 0.65 for auc in aucs.values()), aucs
@@ -205,3 +205,38 @@ def test_without_pyav_opencv_writes_every_level(tmp_path, monkeypatch):
     assert [int(f.mean()) for f in read_frames(tmp_path / "mask.mp4")] == [0, 255, 0, 255]  # lossless
     root = generate(tmp_path / "b", size="smoke", seed=0, workers=1, progress=False, datasets=("synth-ff",))
     assert json.loads((root / "benchmark.json").read_text())["encoder"] == "opencv-mp4v"
+
+
+def test_demo_test_splits_have_power_and_leave_train_and_val_as_they_were():
+    """Every demo test split holds >= 150 videos, >= 50 of them real. The videos added for that are
+    test-only identities planned after every other draw: without them the plan is the same prefix."""
+    import dataclasses
+
+    from fbifpn.data.synthetic.generate import PLANS, SIZES
+
+    demo = SIZES["demo"]
+    _, ff = PLANS["synth-ff"](demo, 0)
+    reals = 2 * len(ff["splits/test.json"])
+    assert reals >= 50 and reals * 5 >= 150  # each real with its four fakes
+    _, cdf = PLANS["synth-cdf"](demo, 0)
+    lines = cdf["List_of_testing_videos.txt"].split("\n")
+    assert len([x for x in lines if x]) >= 150 and sum(x.startswith("1 ") for x in lines) >= 50
+    _, dfdc = PLANS["synth-dfdc"](demo, 0)
+    rows = dfdc["test/labels.csv"].strip().split("\n")[1:]
+    assert len(rows) >= 150 and sum(r.endswith(",0") for r in rows) >= 50
+    without = dataclasses.replace(demo, ff_extra_test_pairs=0, cdf_extra_test_celebs=0, dfdc_test_reals=10)
+    for name, plan in PLANS.items():
+        small_jobs, small_files = plan(without, 0)
+        jobs, files = plan(demo, 0)
+        assert jobs[: len(small_jobs)] == small_jobs, name
+        for key in small_files:
+            if key in ("splits/test.json", "List_of_testing_videos.txt", "test/labels.csv"):
+                continue
+            assert files[key] == small_files[key], (name, key)  # train and val lists unchanged
+    train_val = {v for k in ("train", "val") for pair in ff[f"splits/{k}.json"] for v in pair}
+    assert train_val == {
+        v
+        for k in ("train", "val")
+        for pair in PLANS["synth-ff"](without, 0)[1][f"splits/{k}.json"]
+        for v in pair
+    }

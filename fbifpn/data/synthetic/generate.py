@@ -28,7 +28,7 @@ from fbifpn.data.synthetic.scenes import Domain, film, sample_expressions, sampl
 from fbifpn.data.video import encoder, write_video
 from fbifpn.paths import runs_dir
 
-VERSION = 3  # 3: larger synth-cdf and synth-dfdc test sets at demo size
+VERSION = 4  # 4: at demo size every test split holds >= 150 videos, >= 50 of them real (3: 30/19/20)
 DATASETS = ("synth-ff", "synth-cdf", "synth-dfdc")
 MARKER = "benchmark.json"
 
@@ -69,13 +69,17 @@ class Size:
     dfdc_parts: int
     dfdc_reals_per_part: int
     dfdc_test_reals: int
+    # Test-only identities, planned after every other draw so that train and val stay as they were:
+    # statistical power comes from test videos, which are cheap, not from a retuned benchmark.
+    ff_extra_test_pairs: int = 0
+    cdf_extra_test_celebs: int = 0
 
 
 SIZES = {
     "smoke": Size(128, 6, 6, ("raw", "c23", "c40"), 2, 1, 1, 1, 2, 1),
-    # demo: 30 synth-ff, 19 synth-cdf and 20 synth-dfdc test videos (10 and 12 in version 2: too few
-    # for a cross-dataset AUC to say anything)
-    "demo": Size(256, 12, 48, ("raw", "c23", "c40"), 16, 2, 8, 2, 6, 10),
+    # demo: 250 synth-ff (50 real), 151 synth-cdf (77 real) and 150 synth-dfdc (75 real) test videos;
+    # version 3 had 30 / 19 / 20, with which no paired difference could be told from noise
+    "demo": Size(256, 12, 48, ("raw", "c23", "c40"), 16, 2, 8, 2, 6, 75, 22, 33),
     "paper": Size(256, 48, 1000, ("raw", "c23", "c40"), 59, 6, 300, 10, 60, 250),
 }
 
@@ -132,9 +136,12 @@ def plan_ff(size: Size, seed: int) -> tuple[list[Job], dict[str, object]]:
         "val": pairs[len(pairs) - n_val - n_test : len(pairs) - n_test],
         "test": pairs[len(pairs) - n_test :],
     }
+    extra = [(n + 2 * k, n + 2 * k + 1) for k in range(size.ff_extra_test_pairs)]
+    splits["test"] = splits["test"] + extra
+    pairs = pairs + extra
     partner = {a: b for a, b in pairs} | {b: a for a, b in pairs}
     jobs = []
-    for a in range(n):
+    for a in range(n + 2 * size.ff_extra_test_pairs):
         b = partner[a]
         real = tuple(f"original_sequences/youtube/{lv}/videos/{a:03d}.mp4" for lv in size.ff_levels)
         fakes = tuple(
@@ -179,6 +186,21 @@ def plan_cdf(size: Size, seed: int) -> tuple[list[Job], dict[str, object]]:
         index += 1
         if y < n_yt_test:
             test_lines.append(f"1 {path}")
+    # Test-only celebrities, from a stream of their own: every draw above is as it was. Their swaps
+    # take faces of other test-only celebrities, so no training identity enters them.
+    extra = _rng(seed, "synth-cdf", 10, 0)
+    first = celebs + size.cdf_youtube  # identity indices after the celebrities' and YouTube's
+    for e in range(size.cdf_extra_test_celebs):
+        i = celebs + e  # the name idN continues the celebrities' numbering
+        for k in range(size.cdf_videos_per_celeb):
+            others = size.cdf_extra_test_celebs - 1
+            j = (e + int(extra.integers(1, others + 1))) % size.cdf_extra_test_celebs if others else e
+            level = f"c{int(extra.integers(17, 24))}"
+            real, fake = f"Celeb-real/id{i}_{k:04d}.mp4", f"Celeb-synthesis/id{i}_id{celebs + j}_{k:04d}.mp4"
+            fakes = (Fake("Deepfakes", first + j, (fake,), None),)
+            jobs.append(Job("synth-cdf", index, first + e, (real,), (level,), fakes))
+            index += 1
+            test_lines += [f"1 {real}", f"0 {fake}"]
     return jobs, {"List_of_testing_videos.txt": "\n".join(test_lines) + "\n"}
 
 
