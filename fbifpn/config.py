@@ -187,6 +187,10 @@ class TrainConfig:
     freeze_bn: bool = False  # BatchNorm layers keep their running statistics (eval mode)
     log_every: AtLeastOne = 10  # steps between JSONL / TensorBoard points (and the non-finite check)
     ckpt_every: NonNegativeInt = 100  # steps between step checkpoints, besides every epoch; 0 = epochs only
+    # Steps between validations (0: at every epoch's end). A schedule in steps, fixed before training
+    # and the same whatever an epoch holds, plus the last step; the checkpoint is chosen over all of
+    # them, and metrics.jsonl's val records are the learning curve.
+    val_every: NonNegativeInt = 0
 
 
 @dataclass
@@ -236,6 +240,10 @@ class NotebooksConfig:
     # compression levels the c23 model is tested on.
     cross_manipulation: tuple[str, ...] = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
     cross_compression: tuple[str, ...] = ("c40",)
+    # Notebook 04's second training protocol (the fakes notebook 02 does not train on): its steps, 0 =
+    # not run. With curve_steps, both protocols are trained again that long, for their learning curves.
+    protocol_steps: NonNegativeInt = 0
+    curve_steps: NonNegativeInt = 0
     # Notebook 05: frames of each test fake video (with a mask) that the localisation scores use.
     gradcam_frames: AtLeastOne = 8
     budget_s: BudgetConfig = field(default_factory=BudgetConfig)
@@ -429,26 +437,41 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     return cfg
 
 
+def _profile_values(profile: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = profile_path(profile)
+    if path.resolve() in seen:
+        chain = " -> ".join(p.stem for p in (*seen, path.resolve()))
+        raise ConfigError(f"profile {path}: `extends` goes round in a circle ({chain})")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:  # a syntax error, or a tab where YAML wants spaces
+        raise ConfigError(f"profile {path} is not valid YAML: {one_line(e)}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"profile {path} is not a text (UTF-8) file: {e.reason} at byte {e.start}"
+        ) from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"profile {path} must hold a mapping at the top level")
+    base = values.pop("extends", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"profile {path}: extends must name one profile, not {base!r}")
+        if base.endswith((".yaml", ".yml")) and not Path(base).is_absolute():
+            base = str(path.parent / base)  # relative to the profile that names it
+        inherited = _profile_values(base, (*seen, path.resolve()))
+        inherited.pop("profile", None)
+        values = _merge(inherited, values)
+    values.setdefault("profile", path.stem)
+    return values
+
+
 def load_config(
     profile: str | Path | dict[str, Any] = "demo",
     overrides: list[str] | dict[str, Any] | None = None,
 ) -> Config:
-    """Read a profile (a name under configs/, a YAML path, or a nested dict) and apply overrides."""
-    if isinstance(profile, dict):
-        values = dict(profile)
-    else:
-        path = profile_path(profile)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:  # a syntax error, or a tab where YAML wants spaces
-            raise ConfigError(f"profile {path} is not valid YAML: {one_line(e)}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(
-                f"profile {path} is not a text (UTF-8) file: {e.reason} at byte {e.start}"
-            ) from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"profile {path} must hold a mapping at the top level")
-        values.setdefault("profile", path.stem)
+    """Read a profile (a name under configs/, a YAML path, or a nested dict) and apply overrides.
+    A profile with `extends: <profile>` states only what differs from that one."""
+    values = dict(profile) if isinstance(profile, dict) else _profile_values(profile)
     tree = _merge(Config().to_dict(), values)
     for dotted, value in parse_overrides(overrides).items():
         _set_dotted(tree, dotted, value)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from fbifpn import metrics
 from fbifpn.config import Config, replace_dotted
+from fbifpn.data.sources.ffpp import METHODS
 from fbifpn.metrics import Protocol
 
 
@@ -86,10 +87,14 @@ def evaluated(
     checkpoint: Path, manifest: Path, out: Path, beta: float | None = None, progress: bool = True
 ) -> dict:
     """`evaluate_checkpoint` on the test split, or its saved report when that is newer than the
-    checkpoint and was made from the same checkpoint, manifest and beta."""
+    checkpoint and was made from the same checkpoint, manifest and beta (None: the checkpoint's own,
+    so that a report asked for with either is found by the other)."""
+    from fbifpn.engine import checkpoint as ckpt
     from fbifpn.engine.evaluate import evaluate_checkpoint
 
     checkpoint, manifest, out = Path(checkpoint), Path(manifest), Path(out)
+    if beta is None:
+        beta = float(ckpt.load(checkpoint)["config"]["model"]["beta"])
     saved = out / "metrics.json"
     if saved.is_file() and saved.stat().st_mtime > checkpoint.stat().st_mtime:
         report = json.loads(saved.read_text())
@@ -100,6 +105,15 @@ def evaluated(
         ):
             return report
     return evaluate_checkpoint(checkpoint, manifest, out, beta=beta, progress=progress)
+
+
+def evaluation(
+    checkpoint: Path, name: str, manifest: Path, beta: float | None = None, progress: bool = True
+) -> dict:
+    """`evaluated` into `<checkpoint's folder>/eval-<name>`: one evaluation of a checkpoint on a test
+    set, made by whichever notebook asks first and read back by the others."""
+    out = Path(checkpoint).parent / f"eval-{name}"
+    return evaluated(checkpoint, manifest, out, beta=beta, progress=progress)
 
 
 def metrics_row(report: dict) -> dict:
@@ -158,12 +172,10 @@ def ablation(
             mixed = variant == "full" and book.ablation_beta > 0
             reports = {}
             for name, manifest in test_sets.items():
-                folder = run / f"eval-{name}"
-                reports[(variant, name)] = evaluated(
-                    checkpoint, manifest, folder, beta=0.0, progress=progress
-                )
+                reports[(variant, name)] = evaluation(checkpoint, name, manifest, beta=0.0, progress=progress)
                 if mixed:
                     beta = book.ablation_beta
+                    folder = Path(checkpoint).parent / f"eval-{name}"
                     reports[(f"{variant} (beta={beta:g})", name)] = with_mask_evidence(folder, beta)
             for (label, name), report in sorted(reports.items(), key=lambda kv: kv[0][0] != variant):
                 rows.append(
@@ -174,7 +186,7 @@ def ablation(
                         **metrics_row(report),
                         "level_weights": weights,
                         "checkpoint": str(checkpoint),
-                        "scores": str(run / f"eval-{name}" / "scores.csv"),
+                        "scores": str(Path(checkpoint).parent / f"eval-{name}" / "scores.csv"),
                         "beta": report["beta"],
                     }
                 )
@@ -417,7 +429,7 @@ def cross_manipulation(cfg: Config, root: Path, manifest: Path, progress: bool =
         run = Path(root) / f"without-{method}"
         held_out = with_overrides(cfg, {"data.exclude_methods": [method]})
         checkpoint = trained(held_out, run, progress, "04_cross_dataset").best_checkpoint
-        report = evaluated(checkpoint, manifest, run / "eval", progress=progress)
+        report = evaluation(checkpoint, cfg.data.dataset, manifest, progress=progress)
         per_method = report["metrics"]["per_method_video_auc"]
         seen = [v for m, v in per_method.items() if m != method]
         rows.append(
@@ -432,7 +444,7 @@ def cross_manipulation(cfg: Config, root: Path, manifest: Path, progress: bool =
     return pd.DataFrame(rows)
 
 
-def cross_compression(cfg: Config, checkpoint: Path, root: Path, progress: bool = True) -> pd.DataFrame:
+def cross_compression(cfg: Config, checkpoint: Path, progress: bool = True) -> pd.DataFrame:
     """The checkpoint on the test split of its own training set at its own compression level and at
     each level of `cfg.notebooks.cross_compression`. Synthetic FF++ layout only (the benchmark has
     every level of every video); empty, with a message, for a training manifest of real data."""
@@ -447,9 +459,192 @@ def cross_compression(cfg: Config, checkpoint: Path, root: Path, progress: bool 
     rows = []
     for level in dict.fromkeys((cfg.data.compression, *cfg.notebooks.cross_compression)):
         manifest = prepared_manifest(with_overrides(cfg, {"data.compression": level}), progress=progress)
-        report = evaluated(checkpoint, manifest, Path(root) / level, progress=progress)
+        # the training level's test set is the cross-dataset table's in-domain set: one evaluation
+        name = cfg.data.dataset if level == cfg.data.compression else f"{cfg.data.dataset}-{level}"
+        report = evaluation(checkpoint, name, manifest, progress=progress)
         rows.append({"trained on": cfg.data.compression, "tested on": level, **metrics_row(report)})
     return pd.DataFrame(rows).drop(columns="compression")
+
+
+# --------------------------------------------------------------------------- two training protocols
+
+
+def other_fakes(cfg: Config) -> str:
+    """The protocol notebook 04 trains beside notebook 02's: online self-blended fakes when 02 trains
+    on the dataset's own fakes, the dataset's fakes when 02 trains on SBI."""
+    return "dataset" if cfg.train.fakes == "sbi" else "sbi"
+
+
+def _describe_fakes(fakes: str, without: tuple[str, ...] = ()) -> str:
+    kind = {"dataset": "dataset fakes", "sbi": "SBI only", "both": "dataset fakes + SBI"}[fakes]
+    return kind + (f" without {', '.join(without)}" if without else "")
+
+
+def with_steps(cfg: Config, steps: int, fakes: str | None = None) -> Config:
+    """`cfg` trained for exactly `steps` optimisation steps (its LR schedule spans them), with
+    `fakes` when given."""
+    overrides = {"train.max_steps": steps, "train.epochs": steps}  # an epoch is at least one step
+    return with_overrides(cfg, overrides | ({"train.fakes": fakes} if fakes else {}))
+
+
+def learning_curve(run_dir: Path) -> pd.DataFrame:
+    """A run's validation record, one row per validated step (step, epoch, frame_auc, video_auc):
+    the learning curve on val, on the schedule `train.val_every` fixed before training."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    val = pd.DataFrame([r for r in records if r.get("kind") == "val"])
+    if val.empty:
+        raise ValueError(f"{path}: no validation record yet")
+    # a run resumed from an earlier step checkpoint validates those steps again: the later one counts
+    val = val.drop_duplicates("step", keep="last").sort_values("step")
+    return val[["step", "epoch", "frame_auc", "video_auc"]].reset_index(drop=True)
+
+
+def plateau_step(curve: pd.DataFrame, tol: float = 0.01) -> int:
+    """The first validated step whose val video AUC is within `tol` of the curve's best: the budget
+    the curve justifies (a curve still rising at its end justifies more than it was given)."""
+    best = curve["video_auc"].max()
+    return int(curve.loc[curve["video_auc"] >= best - tol, "step"].iloc[0])
+
+
+def _run_row(protocol: str, held_out: str, checkpoint: Path, reports: dict[str, dict], home: str) -> dict:
+    from fbifpn.engine import checkpoint as ckpt
+
+    checkpoint = Path(checkpoint)
+    saved = ckpt.load(checkpoint)
+    curve = learning_curve(checkpoint.parent)
+    row = {
+        "protocol": protocol,
+        "held out": held_out,
+        "steps": int(ckpt.load(checkpoint.parent / "last.pt")["step"]),
+        "chosen step": int(saved.get("best_step", -1)),
+        "plateau step": plateau_step(curve),
+    }
+    per_method = reports[home]["metrics"]["per_method_video_auc"] if home in reports else {}
+    row |= {method: auc for method, auc in per_method.items()}
+    row |= {name: report["metrics"]["video"]["auc"] for name, report in reports.items()}
+    return row | {"run": str(checkpoint.parent)}
+
+
+def training_protocols(
+    cfg: Config,
+    root: Path,
+    checkpoint: Path,
+    test_sets: dict[str, Path],
+    manipulation: pd.DataFrame | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Notebook 02's protocol next to the other one (`other_fakes`), each tested on every set of
+    `test_sets`: one row per run with the video AUC of each manipulation of the in-domain test split
+    (seen or held out, as `held out` says), of the whole split and of every other set.
+
+    - notebook 02's run (`checkpoint`), and the leave-one-out runs of `manipulation` (in-domain only);
+    - the other protocol for `cfg.notebooks.protocol_steps` steps, trained into `root/<fakes>`;
+    - with `cfg.notebooks.curve_steps`, both protocols again for that many steps (`root/curve-*`):
+      long learning curves, each validated every `train.val_every` steps and chosen on val.
+    SBI training sees no dataset fake, so every manipulation is held out."""
+    from fbifpn.data.cache import prepared_manifest
+
+    book, home = cfg.notebooks, cfg.data.dataset
+    sets = {home: prepared_manifest(cfg, progress=progress)} | {
+        k: v for k, v in test_sets.items() if k != home
+    }
+    methods = "all" if cfg.train.fakes == "sbi" else "none"
+
+    def every_set(ck: Path) -> dict[str, dict]:
+        return {name: evaluation(ck, name, manifest, progress=progress) for name, manifest in sets.items()}
+
+    def held(fakes: str) -> str:
+        return "all" if fakes == "sbi" else "none"
+
+    rows = [_run_row(_describe_fakes(cfg.train.fakes), methods, checkpoint, every_set(checkpoint), home)]
+    for r in (manipulation if manipulation is not None else pd.DataFrame()).itertuples():
+        report = {home: evaluation(r.checkpoint, home, sets[home], progress=progress)}
+        protocol = _describe_fakes(cfg.train.fakes, (r.held_out,))
+        rows.append(_run_row(protocol, r.held_out, Path(r.checkpoint), report, home))
+    runs = []
+    if book.protocol_steps:
+        runs.append((other_fakes(cfg), book.protocol_steps, root / other_fakes(cfg)))
+    if book.curve_steps:
+        for fakes in dict.fromkeys((cfg.train.fakes, other_fakes(cfg))):
+            runs.append((fakes, book.curve_steps, root / f"curve-{fakes}"))
+    for fakes, steps, run in runs:
+        ck = trained(with_steps(cfg, steps, fakes), run, progress, "04_cross_dataset").best_checkpoint
+        rows.append(_run_row(_describe_fakes(fakes), held(fakes), ck, every_set(ck), home))
+    frame = pd.DataFrame(rows)
+    frame.attrs["test_sets"] = list(sets)
+    frame.attrs["methods"] = [c for c in frame.columns if c in METHODS]  # FF++'s
+    return frame
+
+
+def learning_curves_of(protocols: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, int]]:
+    """The val curve and chosen step of each run of `training_protocols` that is not a leave-one-out
+    run, by label, for `plots.learning_curves`."""
+    whole = protocols[protocols["held out"].isin(["none", "all"])]
+    return {
+        f"{r['protocol']}, {r['steps']} steps ({Path(r['run']).name})": (
+            learning_curve(r["run"]),
+            int(r["chosen step"]),
+        )
+        for r in whole.to_dict("records")
+    }
+
+
+def protocol_table(frame: pd.DataFrame, cfg: Config) -> str:
+    """`training_protocols` as Markdown, with the protocol it was made under."""
+    home = cfg.data.dataset
+    shown = frame.drop(columns="run").astype(object)
+    shown = shown.where(shown.notna(), "-")  # a leave-one-out run is tested in-domain only
+    from fbifpn.engine.evaluate import describe_training
+
+    protocol = Protocol(
+        train_data=f"{describe_training(cfg)} train split; the fakes as the protocol column says",
+        test_data=", ".join(frame.attrs.get("test_sets", [home]))
+        + f" [test splits]; each method column: that method's fakes of the {home} test split "
+        "against all its reals",
+        compression=f"{cfg.data.compression} (in-domain); the others as distributed",
+        level="video (mean of frame scores, max over faces)",
+        selection=(
+            f"best validation {cfg.eval.select_on} over the steps validated (every "
+            f"{cfg.train.val_every or 'epoch'}{' steps' if cfg.train.val_every else ''} and at each "
+            "epoch's end); plateau step: the first validated step within 0.01 of the run's best val "
+            "video AUC, the budget its curve justifies"
+        ),
+    )
+    return _markdown(shown, protocol)
+
+
+def goals(
+    protocols: pd.DataFrame, central: pd.DataFrame | None, cfg: Config, target: float = 0.99
+) -> list[str]:
+    """The issue's goals as sentences computed from the tables: the in-domain video AUC under
+    dataset-fake training against `target`; every SBI run's held-out AUCs; and whether `full` beats
+    `backbone_only` on each other test set (the pooled row when there are several seeds)."""
+    home, lines = cfg.data.dataset, []
+    tests = [t for t in protocols.attrs.get("test_sets", []) if t != home]
+    for r in protocols.to_dict("records"):
+        if r["protocol"] == "dataset fakes":
+            verdict = "met" if r[home] >= target else "not met"
+            lines.append(
+                f"in-domain {home}, dataset-fake training ({r['steps']} steps, chosen at step "
+                f"{r['chosen step']}): video AUC {r[home]:.3f}; goal >= {target:g} {verdict}"
+            )
+        elif r["protocol"] == "SBI only":
+            held = ", ".join(f"{m} {r[m]:.3f}" for m in protocols.attrs.get("methods", []))
+            others = ", ".join(f"{t} {r[t]:.3f}" for t in tests)
+            lines.append(
+                f"SBI only ({r['steps']} steps, chosen at step {r['chosen step']}), every method held "
+                f"out: {held}; {others}"
+            )
+    if central is None or central.empty:
+        lines.append("full against backbone_only: not run in this profile")
+        return lines
+    for test in tests:
+        of_test = central[central["test"] == test]
+        pooled = of_test[of_test["seeds"].astype(str).str.contains("pooled")]
+        for _, row in (pooled if not pooled.empty else of_test).iterrows():
+            lines.append(takeaway(row, "backbone_only"))
+    return lines
 
 
 def protocol_rows(reports: dict[str, dict]) -> pd.DataFrame:
@@ -476,6 +671,15 @@ def per_method_table(reports: dict[str, dict]) -> pd.DataFrame:
 
 __all__ = [
     "ablation",
+    "goals",
+    "learning_curve",
+    "learning_curves_of",
+    "other_fakes",
+    "plateau_step",
+    "protocol_table",
+    "evaluation",
+    "training_protocols",
+    "with_steps",
     "ablation_table",
     "cross_compression",
     "cross_dataset_table",

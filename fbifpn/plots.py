@@ -90,6 +90,22 @@ def level_weight_bars(rows):
     return fig
 
 
+def learning_curves(curves: dict):
+    """Val video AUC against training steps, one line per run (`experiments.learning_curve`), with
+    the step each run's checkpoint was chosen at marked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for label, (curve, chosen) in curves.items():
+        (line,) = ax.plot(curve["step"], curve["video_auc"], marker="o", markersize=3, label=label)
+        at = curve[curve["step"] == chosen]
+        ax.plot(at["step"], at["video_auc"], marker="*", markersize=12, color=line.get_color(), linestyle="")
+    ax.set(xlabel="training step", ylabel="val video AUC", title="learning curves (star: chosen on val)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def roc_curves(scores: dict):
     """Video-level ROC curves, one per test set, from each evaluation's scores.csv."""
     import matplotlib.pyplot as plt

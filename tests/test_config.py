@@ -6,7 +6,7 @@ import torch
 from fbifpn.config import CONFIG_DIR, ConfigError, config_from_dict, load_config
 
 
-@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
+@pytest.mark.parametrize("profile", ["smoke", "demo", "study", "paper"])
 def test_profiles_load_and_round_trip(profile):
     cfg = load_config(profile)
     assert cfg.profile == profile
@@ -134,3 +134,30 @@ def test_yaml_errors_name_the_profile(tmp_path):
         path.write_text(text)
         with pytest.raises(ConfigError, match=r"broken\.yaml is not valid YAML: .*line 2"):
             load_config(path)
+
+
+def test_a_profile_extends_another_and_states_only_what_differs(tmp_path):
+    demo, study = load_config("demo"), load_config("study")
+    assert study.profile == "study" and study.notebooks.ablation_seeds == (0, 1, 2)
+    assert study.notebooks.curve_steps > 0 and len(study.notebooks.cross_manipulation) == 4
+    assert study.notebooks.budget_s.gradcam == demo.notebooks.budget_s.gradcam  # merged, not replaced
+    assert (study.model, study.data, study.train, study.eval) == (
+        demo.model,
+        demo.data,
+        demo.train,
+        demo.eval,
+    )
+    (tmp_path / "base.yaml").write_text("train:\n  epochs: 3\n  batch_size: 4\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\ntrain:\n  epochs: 5\n")
+    child = load_config(tmp_path / "child.yaml")
+    assert (child.profile, child.train.epochs, child.train.batch_size) == ("child", 5, 4)
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"goes round in a circle \(a -> b -> a\)"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "bad.yaml").write_text("extends: [demo, smoke]\n")
+    with pytest.raises(ConfigError, match="extends must name one profile"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "lost.yaml").write_text("extends: nowhere\n")
+    with pytest.raises(ConfigError, match="unknown profile 'nowhere'"):
+        load_config(tmp_path / "lost.yaml")

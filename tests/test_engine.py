@@ -74,6 +74,36 @@ def test_killed_mid_epoch_then_resumed_is_bit_identical(smoke_manifest, tmp_path
     assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "killed"))
 
 
+def test_val_every_validates_on_its_schedule_and_chooses_over_it(smoke_manifest, tmp_path, monkeypatch):
+    """Every 4th step is validated, and the last (smoke: 7 steps per epoch, so 4, 8, 12, 14), not the
+    end of epoch 0. A kill after step 4's validation, then a resume, validates step 4 once."""
+    cfg = load_config("smoke", QUICK + ["train.val_every=4", "train.ckpt_every=0"])
+    whole = fit(cfg, tmp_path / "whole", progress=False)
+    steps = [r["step"] for r in whole.history]
+    per_epoch = whole.steps // 2
+    assert per_epoch % 4 and steps == sorted({*range(4, 2 * per_epoch + 1, 4), 2 * per_epoch})
+    logged = [json.loads(line) for line in (tmp_path / "whole/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if r["kind"] == "val"] == steps
+    best = max(whole.history, key=lambda r: r["video_auc"])  # the first of equals wins, as in fit
+    assert whole.best_step == best["step"] and whole.best_metric == best["video_auc"]
+    assert ckpt.load(tmp_path / "whole/best.pt")["best_step"] == best["step"]
+
+    real_save = ckpt.save
+
+    def save_then_die(path, **content):
+        real_save(path, **content)
+        if Path(path).name == "last.pt" and content["step"] == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(ckpt, "save", real_save)
+    resumed = fit(cfg, tmp_path / "killed", resume=True, progress=False)
+    assert [r["step"] for r in resumed.history] == steps
+    assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "killed"))
+
+
 @pytest.mark.slow
 def test_resumed_under_another_thread_count_is_still_bit_identical(smoke_manifest, tmp_path, monkeypatch):
     """CPU kernels split their sums by thread count; the checkpoint's count is used while resuming."""

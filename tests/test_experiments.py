@@ -4,6 +4,7 @@ reuse of finished runs and saved evaluations, and figures-only mode (smoke profi
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,17 @@ from fbifpn.experiments import (
     cross_compression,
     cross_manipulation,
     evaluated,
+    evaluation,
     finished,
+    goals,
+    learning_curve,
+    learning_curves_of,
+    plateau_step,
     prepared_sets,
+    protocol_table,
     summarise,
     trained,
+    training_protocols,
     with_overrides,
 )
 
@@ -60,7 +68,10 @@ def test_notebook_settings_are_validated():
     with pytest.raises(ConfigError, match="notebooks.budget_s.trian"):
         load_config("smoke", {"notebooks.budget_s.trian": 3})
     cfg = load_config("demo")
-    assert sum(vars(cfg.notebooks.budget_s).values()) <= 14 * 60  # + the benchmark: make demo in 15 min
+    # + the benchmark's generation (~150 s at version 4): make demo in 15 minutes
+    assert sum(vars(cfg.notebooks.budget_s).values()) <= 15 * 60 - 150
+    study = load_config("study").notebooks.budget_s
+    assert study.train + study.ablations + study.cross_dataset <= 60 * 60  # make study runs 02-04
     assert with_overrides(cfg, {"model.variant": "no_mask"}).model.variant == "no_mask"
     assert cfg.model.variant == "full"  # a copy, not a change
 
@@ -92,8 +103,32 @@ def test_evaluations_are_reused_while_newer_than_their_checkpoint(base_run, smok
     again = evaluated(result.best_checkpoint, smoke_manifest, tmp_path / "eval", progress=False)
     assert saved.stat().st_mtime == stamp and again == json.loads(saved.read_text())
     assert first["metrics"]["video"]["auc"] == again["metrics"]["video"]["auc"]
+    # beta None means the checkpoint's own (0 here): the same evaluation as beta = 0, not a new one
+    assert first["beta"] == 0.0
+    evaluated(result.best_checkpoint, smoke_manifest, tmp_path / "eval", beta=0.0, progress=False)
+    assert saved.stat().st_mtime == stamp
     beta = evaluated(result.best_checkpoint, smoke_manifest, tmp_path / "eval", beta=0.5, progress=False)
     assert beta["beta"] == 0.5 and saved.stat().st_mtime > stamp  # another beta: evaluated again
+
+
+def test_an_evaluation_lives_next_to_its_checkpoint_and_is_read_by_every_notebook(
+    base_run, smoke_manifest, tmp_path, monkeypatch
+):
+    import fbifpn.engine.evaluate as evaluate_module
+
+    _, _, result = base_run
+    calls = []
+    real = evaluate_module.evaluate_checkpoint
+    monkeypatch.setattr(
+        evaluate_module, "evaluate_checkpoint", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    ck = result.best_checkpoint
+    shutil.rmtree(ck.parent / "eval-reuse-probe", ignore_errors=True)
+    first = evaluation(ck, "reuse-probe", smoke_manifest, beta=0.0, progress=False)  # as notebook 03 asks
+    again = evaluation(ck, "reuse-probe", smoke_manifest, progress=False)  # as notebook 04 asks
+    assert len(calls) == 1 and calls[0][2] == ck.parent / "eval-reuse-probe"
+    assert again["metrics"]["video"]["auc"] == first["metrics"]["video"]["auc"]
+    assert again == json.loads((ck.parent / "eval-reuse-probe" / "metrics.json").read_text())
 
 
 def test_ablation_reuses_the_given_run_and_trains_the_rest(base_run, smoke_manifest, tmp_path):
@@ -145,16 +180,18 @@ def test_cross_manipulation_holds_the_method_out_of_training(smoke_manifest, tmp
     assert 0 <= rows["held_out_auc"].iloc[0] <= 1 and 0 <= rows["seen_auc"].iloc[0] <= 1
     saved = json.loads((tmp_path / "without-FaceSwap" / "config.json").read_text())
     assert saved["data"]["exclude_methods"] == ["FaceSwap"]
-    report = json.loads((tmp_path / "without-FaceSwap" / "eval" / "metrics.json").read_text())
+    report = json.loads((tmp_path / "without-FaceSwap" / "eval-synth-ff" / "metrics.json").read_text())
     assert "without FaceSwap" in report["protocol"]["train_data"]
 
 
 def test_cross_compression_tests_the_same_videos_at_c40(base_run, tmp_path):
     cfg, _, result = base_run
-    rows = cross_compression(cfg, result.best_checkpoint, tmp_path, progress=False)
+    rows = cross_compression(cfg, result.best_checkpoint, progress=False)
     assert list(rows["tested on"]) == ["c23", "c40"]
     assert rows["videos"].nunique() == 1  # the same test videos at both levels
-    c40 = json.loads((tmp_path / "c40" / "metrics.json").read_text())
+    home = result.best_checkpoint.parent
+    assert (home / "eval-synth-ff" / "scores.csv").is_file()  # c23: the in-domain evaluation itself
+    c40 = json.loads((home / "eval-synth-ff-c40" / "metrics.json").read_text())
     assert c40["protocol"]["compression"] == "c40"
     assert "synth-ff-c40-smoke-seed0" in c40["manifest"]
 
@@ -279,3 +316,69 @@ def test_paired_refuses_runs_tested_on_other_videos(tmp_path):
     )
     with pytest.raises(ValueError, match="same videos"):
         paired(rows, n_resamples=100)
+
+
+def test_learning_curve_keeps_the_last_record_of_a_step_and_plateau_is_the_first_near_best(tmp_path):
+    records = [
+        {"kind": "train", "step": 5, "total": 1.0},
+        {"kind": "val", "step": 5, "epoch": 0, "frame_auc": 0.6, "video_auc": 0.70},
+        {"kind": "val", "step": 10, "epoch": 0, "frame_auc": 0.7, "video_auc": 0.50},
+        {"kind": "val", "step": 10, "epoch": 0, "frame_auc": 0.8, "video_auc": 0.905},  # resumed
+        {"kind": "val", "step": 15, "epoch": 1, "frame_auc": 0.9, "video_auc": 0.91},
+        {"kind": "val", "step": 20, "epoch": 1, "frame_auc": 0.9, "video_auc": 0.90},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    curve = learning_curve(tmp_path)
+    assert list(curve["step"]) == [5, 10, 15, 20]
+    assert curve.loc[1, "video_auc"] == 0.905
+    assert plateau_step(curve) == 10  # 0.905 is within 0.01 of the best, 0.91
+    assert plateau_step(curve, tol=0.0) == 15
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(records[0]) + "\n")
+    with pytest.raises(ValueError, match="no validation record"):
+        learning_curve(tmp_path)
+
+
+def test_training_protocols_train_sbi_beside_dataset_fakes_and_test_every_set(base_run, tmp_path):
+    cfg, _, result = base_run
+    cfg = with_overrides(
+        cfg,
+        {
+            "notebooks.protocol_steps": 4,
+            "notebooks.curve_steps": 6,
+            "train.val_every": 2,
+            "notebooks.cross_manipulation": ["FaceSwap"],
+        },
+    )
+    tests = prepared_sets(cfg)
+    manip = cross_manipulation(cfg, tmp_path / "loo", tests["synth-ff"])
+    rows = training_protocols(
+        cfg, tmp_path / "protocols", result.best_checkpoint, tests, manip, progress=False
+    )
+    assert list(rows["protocol"]) == [
+        "dataset fakes",
+        "dataset fakes without FaceSwap",
+        "SBI only",
+        "dataset fakes",
+        "SBI only",
+    ]
+    assert list(rows["held out"]) == ["none", "FaceSwap", "all", "none", "all"]
+    assert list(rows["steps"])[2:] == [4, 6, 6]
+    sbi = json.loads((tmp_path / "protocols" / "sbi" / "config.json").read_text())
+    assert sbi["train"]["fakes"] == "sbi" and sbi["train"]["max_steps"] == 4
+    for r in rows.to_dict("records"):
+        assert r["chosen step"] in set(learning_curve(r["run"])["step"])
+        assert 0 <= r["synth-ff"] <= 1 and 0 <= r["Deepfakes"] <= 1
+    assert np.isnan(rows.loc[1, "synth-cdf"]) and 0 <= rows.loc[2, "synth-cdf"] <= 1  # LOO: in-domain only
+    assert rows.attrs["methods"] == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+    curve_runs = learning_curves_of(rows)
+    points = [len(curve) for curve, _ in curve_runs.values()]
+    assert len(points) == 4 and min(points[1:]) >= 2  # the base run validated once, without val_every
+    text = protocol_table(rows, cfg)
+    assert text.startswith("*train data: synth-ff c23 (synthetic") and "| SBI only | all | 4 |" in text
+    assert "| - |" in text  # the leave-one-out run's untested sets
+    lines = goals(rows, None, cfg)
+    assert lines[0].startswith("in-domain synth-ff, dataset-fake training") and "goal >= 0.99" in lines[0]
+    sbi_lines = [line for line in lines if line.startswith("SBI only (")]
+    assert len(sbi_lines) == 2 and sum(line.startswith("in-domain") for line in lines) == 2
+    assert "NeuralTextures" in sbi_lines[0] and "synth-dfdc" in sbi_lines[0]
+    assert lines[-1] == "full against backbone_only: not run in this profile"

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from fbifpn.config import ConfigError
@@ -76,6 +77,7 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
         "03_ablations",
         "03_level_weights",
         "04_roc",
+        "04_learning_curves",
         "05_gradcam_grid",
         "06_explorer_snapshot",
     ):
@@ -93,6 +95,13 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
         run_dir / "04_cross_compression.csv"
     ).is_file()
     assert (run_dir / "05_localisation.csv").is_file()
+    protocols = pd.read_csv(run_dir / "04_protocols.csv")  # 02's run, the leave-one-out run, SBI
+    assert list(protocols["held out"]) == ["none", "NeuralTextures", "all"]
+    assert protocols.loc[2, "protocol"] == "SBI only" and protocols.loc[2, "steps"] == 4
+    assert "| SBI only | all | 4 |" in (run_dir / "04_protocols.md").read_text()
+    goals = (run_dir / "04_goals.md").read_text()
+    assert "goal >= 0.99" in goals and "SBI only (4 steps" in goals
+    assert "full - backbone_only on synth-cdf" in goals and "full - backbone_only on synth-dfdc" in goals
 
 
 def test_unknown_parameters_fail_with_their_name(tmp_path):

@@ -78,7 +78,8 @@ def describe_training(cfg) -> str:
 
 def _selection(checkpoint, saved: dict, cfg) -> str:
     if checkpoint.stem == "best":
-        chosen = f"best validation {cfg.eval.select_on} (epoch {saved.get('best_epoch')})"
+        step = f"step {saved['best_step']}, " if saved.get("best_step", -1) >= 0 else ""
+        chosen = f"best validation {cfg.eval.select_on} ({step}epoch {saved.get('best_epoch')})"
     else:
         chosen = f"{checkpoint.name} as saved at step {saved.get('step')}, no selection"
     return chosen + "; test never seen in training"

@@ -51,6 +51,7 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
     skipped_rows: int = 0
     model: torch.nn.Module | None = field(default=None, repr=False)  # the trained network (this rank's copy)
+    best_step: int = -1  # the optimisation step of the val-chosen checkpoint
 
 
 class BalancedSampler(torch.utils.data.Sampler):
@@ -283,6 +284,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
         "step": 0,
         "best": -math.inf,
         "best_epoch": -1,
+        "best_step": -1,
         "threshold": 0.5,
         "history": [],
     }
@@ -304,7 +306,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
         if ema is not None and saved.get("ema") is not None:
             ema.load_state_dict(saved["ema"])
         ckpt.set_rng_state(saved["rng"])
-        state.update({k: saved[k] for k in state})
+        state.update({k: saved.get(k, state[k]) for k in state})  # best_step is newer than the rest
     elif resume and main:
         print(f"training from the start: {run_dir} holds no checkpoint to resume yet")
 
@@ -346,6 +348,17 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):
                     writer.add_scalar(f"{record['kind']}/{k}", v, record["step"])
+
+    def keep_if_best(epoch: int) -> None:
+        """Validate; keep the checkpoint when it is the best so far on val (the only selection)."""
+        val, _ = validate(ema.module if ema is not None else model, val_loader, device, cfg, autocast_dtype)
+        record = {"kind": "val", "step": state["step"], "epoch": epoch, **val}
+        emit(record)
+        state["history"].append(record)
+        selected = val[cfg.eval.select_on]
+        if math.isfinite(selected) and selected > state["best"]:
+            state.update(best=selected, best_epoch=epoch, best_step=state["step"], threshold=val["threshold"])
+            save(best_path)
 
     sums: dict[str, torch.Tensor] = {}
     window = 0
@@ -422,24 +435,31 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
                     save(last_path)
                 if cfg.train.max_steps and state["step"] >= total_steps:
                     break
+                if (
+                    cfg.train.val_every
+                    and state["step"] % cfg.train.val_every == 0
+                    and state["batch"] < len(batches)  # at an epoch's end, the code below validates
+                ):
+                    check_finite()
+                    keep_if_best(epoch)
+                    save(last_path)  # so a resumed run does not validate this step twice
+                    net.train()
+                    if cfg.train.freeze_bn:
+                        _set_bn_eval(net)
             bar.close()
             values = check_finite()
             if values:
                 emit({"kind": "train", "step": state["step"], "epoch": epoch, **values})
             # ---- end of epoch (or of the step budget): validate, keep the best on val only
-            val, _ = validate(
-                ema.module if ema is not None else model, val_loader, device, cfg, autocast_dtype
-            )
-            record = {"kind": "val", "step": state["step"], "epoch": epoch, **val}
-            emit(record)
-            state["history"].append(record)
             finished_epoch = state["batch"] >= len(batches)
-            state["epoch"] += 1 if finished_epoch else 0
-            state["batch"] = 0 if finished_epoch else state["batch"]
-            selected = val[cfg.eval.select_on]
-            if math.isfinite(selected) and selected > state["best"]:
-                state.update(best=selected, best_epoch=epoch, threshold=val["threshold"])
-                save(best_path)
+            if finished_epoch:  # best.pt then holds the state of a finished epoch, like last.pt
+                state["epoch"], state["batch"] = epoch + 1, 0
+            over = (cfg.train.max_steps and state["step"] >= total_steps) or state[
+                "epoch"
+            ] >= cfg.train.epochs
+            every = cfg.train.val_every
+            if not every or state["step"] % every == 0 or over:  # a schedule in steps, whatever an epoch is
+                keep_if_best(epoch)
             save(last_path)
             if not finished_epoch:
                 break
@@ -463,6 +483,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
         state["history"],
         len(train_set.skipped) + len(val_set.skipped),
         model,
+        state["best_step"],
     )
 
 
