@@ -89,12 +89,10 @@ def evaluated(
     """`evaluate_checkpoint` on the test split, or its saved report when that is newer than the
     checkpoint and was made from the same checkpoint, manifest and beta (None: the checkpoint's own,
     so that a report asked for with either is found by the other)."""
-    from fbifpn.engine import checkpoint as ckpt
     from fbifpn.engine.evaluate import evaluate_checkpoint
 
     checkpoint, manifest, out = Path(checkpoint), Path(manifest), Path(out)
-    if beta is None:
-        beta = float(ckpt.load(checkpoint)["config"]["model"]["beta"])
+    beta = beta_of(checkpoint, beta)
     saved = out / "metrics.json"
     if saved.is_file() and saved.stat().st_mtime > checkpoint.stat().st_mtime:
         report = json.loads(saved.read_text())
@@ -107,12 +105,25 @@ def evaluated(
     return evaluate_checkpoint(checkpoint, manifest, out, beta=beta, progress=progress)
 
 
+def beta_of(checkpoint: Path, beta: float | None = None) -> float:
+    """`beta`, or the checkpoint's own weighted-discrimination beta when it is None."""
+    from fbifpn.engine import checkpoint as ckpt
+
+    return float(ckpt.load(Path(checkpoint))["config"]["model"]["beta"]) if beta is None else float(beta)
+
+
+def evaluation_dir(checkpoint: Path, name: str, beta: float | None = None) -> Path:
+    """Where `evaluation` writes: `<checkpoint's folder>/eval-<name>`, `-beta<b>` added for b > 0."""
+    b = beta_of(checkpoint, beta)
+    return Path(checkpoint).parent / (f"eval-{name}" + (f"-beta{b:g}" if b else ""))
+
+
 def evaluation(
     checkpoint: Path, name: str, manifest: Path, beta: float | None = None, progress: bool = True
 ) -> dict:
-    """`evaluated` into `<checkpoint's folder>/eval-<name>`: one evaluation of a checkpoint on a test
-    set, made by whichever notebook asks first and read back by the others."""
-    out = Path(checkpoint).parent / f"eval-{name}"
+    """`evaluated` into `evaluation_dir`: one evaluation of a checkpoint on a test set at one beta,
+    made by whichever notebook asks first and read back by the others."""
+    out = evaluation_dir(checkpoint, name, beta)
     return evaluated(checkpoint, manifest, out, beta=beta, progress=progress)
 
 
@@ -175,7 +186,7 @@ def ablation(
                 reports[(variant, name)] = evaluation(checkpoint, name, manifest, beta=0.0, progress=progress)
                 if mixed:
                     beta = book.ablation_beta
-                    folder = Path(checkpoint).parent / f"eval-{name}"
+                    folder = evaluation_dir(checkpoint, name, 0.0)
                     reports[(f"{variant} (beta={beta:g})", name)] = with_mask_evidence(folder, beta)
             for (label, name), report in sorted(reports.items(), key=lambda kv: kv[0][0] != variant):
                 rows.append(
@@ -186,7 +197,7 @@ def ablation(
                         **metrics_row(report),
                         "level_weights": weights,
                         "checkpoint": str(checkpoint),
-                        "scores": str(Path(checkpoint).parent / f"eval-{name}" / "scores.csv"),
+                        "scores": str(evaluation_dir(checkpoint, name, 0.0) / "scores.csv"),
                         "beta": report["beta"],
                     }
                 )
@@ -441,7 +452,8 @@ def cross_manipulation(cfg: Config, root: Path, manifest: Path, progress: bool =
                 "checkpoint": str(checkpoint),
             }
         )
-    return pd.DataFrame(rows)
+    columns = ["held_out", "held_out_auc", "seen_auc", "all_video_auc", "checkpoint"]
+    return pd.DataFrame(rows, columns=columns)  # the columns even when no method is held out
 
 
 def cross_compression(cfg: Config, checkpoint: Path, progress: bool = True) -> pd.DataFrame:
@@ -507,12 +519,27 @@ def plateau_step(curve: pd.DataFrame, tol: float = 0.01) -> int:
     return int(curve.loc[curve["video_auc"] >= best - tol, "step"].iloc[0])
 
 
+def home_set(cfg: Config, test_sets: dict[str, Path], progress: bool = True) -> tuple[str, Path]:
+    """The in-domain test set, the training manifest's: named as `test_sets` names it when it is one
+    of them (real data under data_root), else after its folder, or the synthetic dataset."""
+    from fbifpn.data.cache import prepared_manifest
+
+    manifest = Path(prepared_manifest(cfg, progress=progress))
+    folder = manifest.parent if manifest.suffix == ".csv" else manifest
+    for name, path in test_sets.items():
+        other = Path(path)
+        if (other.parent if other.suffix == ".csv" else other).resolve() == folder.resolve():
+            return name, manifest
+    return (folder.name if cfg.data.manifest else cfg.data.dataset), manifest
+
+
 def _run_row(protocol: str, held_out: str, checkpoint: Path, reports: dict[str, dict], home: str) -> dict:
     from fbifpn.engine import checkpoint as ckpt
 
     checkpoint = Path(checkpoint)
     saved = ckpt.load(checkpoint)
     curve = learning_curve(checkpoint.parent)
+    low, high = reports[home]["metrics"]["video"]["auc_ci95"]
     row = {
         "protocol": protocol,
         "held out": held_out,
@@ -520,10 +547,9 @@ def _run_row(protocol: str, held_out: str, checkpoint: Path, reports: dict[str, 
         "chosen step": int(saved.get("best_step", -1)),
         "plateau step": plateau_step(curve),
     }
-    per_method = reports[home]["metrics"]["per_method_video_auc"] if home in reports else {}
-    row |= {method: auc for method, auc in per_method.items()}
+    row |= dict(reports[home]["metrics"]["per_method_video_auc"])
     row |= {name: report["metrics"]["video"]["auc"] for name, report in reports.items()}
-    return row | {"run": str(checkpoint.parent)}
+    return row | {f"{home} 95 % CI": f"[{low:.3f}, {high:.3f}]", "run": str(checkpoint.parent)}
 
 
 def training_protocols(
@@ -542,26 +568,30 @@ def training_protocols(
     - the other protocol for `cfg.notebooks.protocol_steps` steps, trained into `root/<fakes>`;
     - with `cfg.notebooks.curve_steps`, both protocols again for that many steps (`root/curve-*`):
       long learning curves, each validated every `train.val_every` steps and chosen on val.
-    SBI training sees no dataset fake, so every manipulation is held out."""
-    from fbifpn.data.cache import prepared_manifest
-
-    book, home = cfg.notebooks, cfg.data.dataset
-    sets = {home: prepared_manifest(cfg, progress=progress)} | {
-        k: v for k, v in test_sets.items() if k != home
-    }
-    methods = "all" if cfg.train.fakes == "sbi" else "none"
+    SBI training sees no dataset fake, so every manipulation is held out. The frame's attrs name the
+    in-domain set (`home`), every test set and the method columns."""
+    book = cfg.notebooks
+    home, manifest = home_set(cfg, test_sets, progress)
+    sets = {home: manifest} | {k: v for k, v in test_sets.items() if k != home}
 
     def every_set(ck: Path) -> dict[str, dict]:
-        return {name: evaluation(ck, name, manifest, progress=progress) for name, manifest in sets.items()}
+        return {name: evaluation(ck, name, m, progress=progress) for name, m in sets.items()}
 
     def held(fakes: str) -> str:
         return "all" if fakes == "sbi" else "none"
 
-    rows = [_run_row(_describe_fakes(cfg.train.fakes), methods, checkpoint, every_set(checkpoint), home)]
+    rows = [
+        _run_row(
+            _describe_fakes(cfg.train.fakes), held(cfg.train.fakes), checkpoint, every_set(checkpoint), home
+        )
+    ]
     for r in (manipulation if manipulation is not None else pd.DataFrame()).itertuples():
-        report = {home: evaluation(r.checkpoint, home, sets[home], progress=progress)}
-        protocol = _describe_fakes(cfg.train.fakes, (r.held_out,))
-        rows.append(_run_row(protocol, r.held_out, Path(r.checkpoint), report, home))
+        report = {home: evaluation(r.checkpoint, home, manifest, progress=progress)}
+        if cfg.train.fakes == "sbi":  # no dataset fake is trained on anyway: only val loses the method
+            protocol, held_out = f"SBI only (val without {r.held_out})", "all"
+        else:
+            protocol, held_out = _describe_fakes(cfg.train.fakes, (r.held_out,)), r.held_out
+        rows.append(_run_row(protocol, held_out, Path(r.checkpoint), report, home))
     runs = []
     if book.protocol_steps:
         runs.append((other_fakes(cfg), book.protocol_steps, root / other_fakes(cfg)))
@@ -572,15 +602,22 @@ def training_protocols(
         ck = trained(with_steps(cfg, steps, fakes), run, progress, "04_cross_dataset").best_checkpoint
         rows.append(_run_row(_describe_fakes(fakes), held(fakes), ck, every_set(ck), home))
     frame = pd.DataFrame(rows)
-    frame.attrs["test_sets"] = list(sets)
-    frame.attrs["methods"] = [c for c in frame.columns if c in METHODS]  # FF++'s
+    ci = frame.pop(f"{home} 95 % CI")  # next to the in-domain AUC, where a reader looks for it
+    frame.insert(list(frame.columns).index(home) + 1, ci.name, ci)
+    frame.attrs |= {
+        "home": home,
+        "test_sets": list(sets),
+        "methods": [c for c in frame.columns if c in METHODS],  # FF++'s
+    }
     return frame
 
 
 def learning_curves_of(protocols: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, int]]:
     """The val curve and chosen step of each run of `training_protocols` that is not a leave-one-out
     run, by label, for `plots.learning_curves`."""
-    whole = protocols[protocols["held out"].isin(["none", "all"])]
+    whole = protocols[
+        protocols["held out"].isin(["none", "all"]) & ~protocols["protocol"].str.contains("val without")
+    ]
     return {
         f"{r['protocol']}, {r['steps']} steps ({Path(r['run']).name})": (
             learning_curve(r["run"]),
@@ -590,24 +627,31 @@ def learning_curves_of(protocols: pd.DataFrame) -> dict[str, tuple[pd.DataFrame,
     }
 
 
+def _schedule(cfg: Config) -> str:
+    every = cfg.train.val_every
+    return f"every {every} steps and at the last step" if every else "at every epoch's end"
+
+
 def protocol_table(frame: pd.DataFrame, cfg: Config) -> str:
     """`training_protocols` as Markdown, with the protocol it was made under."""
-    home = cfg.data.dataset
-    shown = frame.drop(columns="run").astype(object)
-    shown = shown.where(shown.notna(), "-")  # a leave-one-out run is tested in-domain only
     from fbifpn.engine.evaluate import describe_training
 
+    home = frame.attrs.get("home", cfg.data.dataset)
+    shown = frame.drop(columns="run").astype(object)
+    shown = shown.where(shown.notna(), "-")  # a leave-one-out run is tested in-domain only
+    synthetic = all(t.startswith("synth-") for t in frame.attrs.get("test_sets", [home]))
     protocol = Protocol(
         train_data=f"{describe_training(cfg)} train split; the fakes as the protocol column says",
         test_data=", ".join(frame.attrs.get("test_sets", [home]))
+        + (" (synthetic)" if synthetic else "")
         + f" [test splits]; each method column: that method's fakes of the {home} test split "
         "against all its reals",
         compression=f"{cfg.data.compression} (in-domain); the others as distributed",
         level="video (mean of frame scores, max over faces)",
         selection=(
-            f"best validation {cfg.eval.select_on} over the steps validated (every "
-            f"{cfg.train.val_every or 'epoch'}{' steps' if cfg.train.val_every else ''} and at each "
-            "epoch's end); plateau step: the first validated step within 0.01 of the run's best val "
+            f"best validation {cfg.eval.select_on} over the steps validated ({_schedule(cfg)}); under "
+            "SBI the val fakes are the dataset's, none trained on; a leave-one-out run's val lacks the "
+            "method too; plateau step: the first validated step within 0.01 of the run's best val "
             "video AUC, the budget its curve justifies"
         ),
     )
@@ -617,25 +661,39 @@ def protocol_table(frame: pd.DataFrame, cfg: Config) -> str:
 def goals(
     protocols: pd.DataFrame, central: pd.DataFrame | None, cfg: Config, target: float = 0.99
 ) -> list[str]:
-    """The issue's goals as sentences computed from the tables: the in-domain video AUC under
-    dataset-fake training against `target`; every SBI run's held-out AUCs; and whether `full` beats
-    `backbone_only` on each other test set (the pooled row when there are several seeds)."""
-    home, lines = cfg.data.dataset, []
+    """The goals as sentences computed from the tables: the in-domain video AUC under dataset-fake
+    training against `target` (met only when the 95 % interval's lower end reaches it); every SBI
+    run's held-out AUCs; and whether `full` beats `backbone_only` on each other test set (the pooled
+    row when there are several seeds). A protocol that was not run says so."""
+    home = protocols.attrs.get("home", cfg.data.dataset)
     tests = [t for t in protocols.attrs.get("test_sets", []) if t != home]
-    for r in protocols.to_dict("records"):
-        if r["protocol"] == "dataset fakes":
-            verdict = "met" if r[home] >= target else "not met"
-            lines.append(
-                f"in-domain {home}, dataset-fake training ({r['steps']} steps, chosen at step "
-                f"{r['chosen step']}): video AUC {r[home]:.3f}; goal >= {target:g} {verdict}"
-            )
-        elif r["protocol"] == "SBI only":
-            held = ", ".join(f"{m} {r[m]:.3f}" for m in protocols.attrs.get("methods", []))
-            others = ", ".join(f"{t} {r[t]:.3f}" for t in tests)
-            lines.append(
-                f"SBI only ({r['steps']} steps, chosen at step {r['chosen step']}), every method held "
-                f"out: {held}; {others}"
-            )
+    kind = "synthetic, " if all(t.startswith("synth-") for t in [home, *tests]) else ""
+    how = f"{kind}video level, test split, checkpoint chosen on val"
+    lines = []
+    records = protocols.to_dict("records")
+    dataset_runs = [r for r in records if r["protocol"] == "dataset fakes"]
+    sbi_runs = [r for r in records if r["protocol"] == "SBI only"]
+    for r in dataset_runs:
+        low = float(r[f"{home} 95 % CI"].strip("[]").split(",")[0])
+        verdict = (
+            "met" if low >= target else ("not met" if r[home] < target else "met by the point estimate only")
+        )
+        lines.append(
+            f"in-domain {home} under dataset-fake training ({r['steps']} steps, chosen at step "
+            f"{r['chosen step']}; {how}): video AUC {r[home]:.3f} {r[f'{home} 95 % CI']}; goal >= "
+            f"{target:g} {verdict}"
+        )
+    for r in sbi_runs:
+        held = ", ".join(f"{m} {r[m]:.3f}" for m in protocols.attrs.get("methods", []))
+        others = ", ".join(f"{t} {r[t]:.3f}" for t in tests)
+        lines.append(
+            f"SBI only ({r['steps']} steps, chosen at step {r['chosen step']}; {how}), every method "
+            f"held out: {held}; {others}"
+        )
+    if not dataset_runs:
+        lines.append("in-domain goal under dataset-fake training: not run in this profile")
+    if not sbi_runs:
+        lines.append("SBI-only training: not run in this profile (notebooks.protocol_steps = 0)")
     if central is None or central.empty:
         lines.append("full against backbone_only: not run in this profile")
         return lines
@@ -677,7 +735,10 @@ __all__ = [
     "other_fakes",
     "plateau_step",
     "protocol_table",
+    "beta_of",
     "evaluation",
+    "evaluation_dir",
+    "home_set",
     "training_protocols",
     "with_steps",
     "ablation_table",

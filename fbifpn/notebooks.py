@@ -186,6 +186,17 @@ def headlines(out: Path) -> list[str]:
             lines.append(
                 f"  {row.test:<12} {row.video_auc:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}], {row.videos} videos"
             )
+    protocols = out / "04_protocols.csv"
+    if protocols.is_file():
+        from fbifpn.data.sources.ffpp import METHODS
+
+        rows = pd.read_csv(protocols)
+        after = list(rows.columns[list(rows.columns).index("plateau step") + 1 :])
+        tests = [c for c in after if c not in METHODS and c != "run"]  # training_protocols' layout
+        lines.append("training protocols, video AUC of each run on each test split (chosen on val):")
+        for r in rows.to_dict("records"):
+            aucs = ", ".join(f"{t} {r[t]:.3f}" for t in tests if r[t] == r[t])  # NaN: not tested there
+            lines.append(f"  {r['protocol']:<32} {r['steps']:>4} steps: {aucs}")
     ablations = out / "03_ablations.csv"
     if ablations.is_file():
         table = pd.read_csv(ablations).pivot_table(

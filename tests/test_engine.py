@@ -87,6 +87,9 @@ def test_val_every_validates_on_its_schedule_and_chooses_over_it(smoke_manifest,
     best = max(whole.history, key=lambda r: r["video_auc"])  # the first of equals wins, as in fit
     assert whole.best_step == best["step"] and whole.best_metric == best["video_auc"]
     assert ckpt.load(tmp_path / "whole/best.pt")["best_step"] == best["step"]
+    # validating more often chooses among more checkpoints but trains exactly the same weights
+    fit(load_config("smoke", QUICK + ["train.ckpt_every=0"]), tmp_path / "plain", progress=False)
+    assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "plain"))
 
     real_save = ckpt.save
 

@@ -376,9 +376,51 @@ def test_training_protocols_train_sbi_beside_dataset_fakes_and_test_every_set(ba
     text = protocol_table(rows, cfg)
     assert text.startswith("*train data: synth-ff c23 (synthetic") and "| SBI only | all | 4 |" in text
     assert "| - |" in text  # the leave-one-out run's untested sets
+    assert list(rows.columns).index("synth-ff 95 % CI") == list(rows.columns).index("synth-ff") + 1
+    assert rows.attrs["home"] == "synth-ff"
     lines = goals(rows, None, cfg)
-    assert lines[0].startswith("in-domain synth-ff, dataset-fake training") and "goal >= 0.99" in lines[0]
+    assert (
+        lines[0].startswith("in-domain synth-ff under dataset-fake training") and "goal >= 0.99" in lines[0]
+    )
+    assert "synthetic, video level, test split, checkpoint chosen on val" in lines[0]
+    assert lines[0].endswith("not met")  # smoke: far below 0.99
     sbi_lines = [line for line in lines if line.startswith("SBI only (")]
     assert len(sbi_lines) == 2 and sum(line.startswith("in-domain") for line in lines) == 2
     assert "NeuralTextures" in sbi_lines[0] and "synth-dfdc" in sbi_lines[0]
     assert lines[-1] == "full against backbone_only: not run in this profile"
+
+
+def test_no_method_held_out_is_an_empty_table_with_its_columns(smoke_manifest, tmp_path):
+    cfg = with_overrides(load_config("smoke", QUICK), {"notebooks.cross_manipulation": []})
+    rows = cross_manipulation(cfg, tmp_path, smoke_manifest)
+    assert rows.empty and "checkpoint" in rows.columns
+    assert rows.drop(columns="checkpoint").empty  # what notebook 04 shows
+    assert list(tmp_path.iterdir()) == []  # nothing trained
+
+
+def test_evaluation_folders_keep_betas_apart(base_run):
+    from fbifpn.experiments import beta_of, evaluation_dir
+
+    _, _, result = base_run
+    ck = result.best_checkpoint
+    assert beta_of(ck) == 0.0 and beta_of(ck, 0.5) == 0.5
+    assert (
+        evaluation_dir(ck, "synth-cdf")
+        == evaluation_dir(ck, "synth-cdf", 0.0)
+        == ck.parent / "eval-synth-cdf"
+    )
+    assert evaluation_dir(ck, "synth-cdf", 0.5) == ck.parent / "eval-synth-cdf-beta0.5"
+
+
+def test_the_in_domain_set_of_real_data_is_named_as_data_root_names_it(smoke_manifest, tmp_path):
+    from fbifpn.experiments import home_set
+
+    cfg = load_config("smoke")
+    assert home_set(cfg, {"synth-ff": smoke_manifest, "synth-cdf": tmp_path})[0] == "synth-ff"
+    real = with_overrides(cfg, {"data.manifest": str(smoke_manifest)})
+    name, manifest = home_set(real, {"ffpp-c23": smoke_manifest, "celebdf": tmp_path})
+    assert (name, manifest) == ("ffpp-c23", smoke_manifest)
+    (tmp_path / "my-ffpp").mkdir()
+    shutil.copy(smoke_manifest / "manifest.csv", tmp_path / "my-ffpp" / "manifest.csv")
+    elsewhere = with_overrides(cfg, {"data.manifest": str(tmp_path / "my-ffpp" / "manifest.csv")})
+    assert home_set(elsewhere, {"celebdf": tmp_path})[0] == "my-ffpp"  # not a test set: its folder's name

@@ -150,3 +150,36 @@ def test_figures_only_fails_instead_of_training(tmp_path):
         run("smoke", only=["02"], out=tmp_path, figures=tmp_path / "figures", figures_only=True)
     assert not (tmp_path / "train" / "last.pt").exists()
     assert FIGURES_ONLY not in os.environ and BATCH not in os.environ  # set for the kernels only
+
+
+def test_headlines_read_the_tables_a_run_wrote(tmp_path):
+    from fbifpn.notebooks import headlines
+
+    assert headlines(tmp_path) == []  # nothing run yet: nothing claimed
+    pd.DataFrame(
+        {
+            "protocol": ["dataset fakes", "dataset fakes without FaceSwap", "SBI only"],
+            "held out": ["none", "FaceSwap", "all"],
+            "steps": [45, 45, 45],
+            "chosen step": [30, 45, 45],
+            "plateau step": [30, 30, 45],
+            "Deepfakes": [0.9, 0.8, 0.7],
+            "synth-ff": [0.95, 0.85, 0.75],
+            "synth-cdf": [0.96, float("nan"), 0.66],
+            "run": ["a", "b", "c"],
+        }
+    ).to_csv(tmp_path / "04_protocols.csv", index=False)
+    lines = headlines(tmp_path)
+    assert lines[0].startswith("training protocols")
+    assert lines[1].split() == [
+        "dataset",
+        "fakes",
+        "45",
+        "steps:",
+        "synth-ff",
+        "0.950,",
+        "synth-cdf",
+        "0.960",
+    ]
+    assert lines[2].endswith("45 steps: synth-ff 0.850")  # the leave-one-out run: in-domain only
+    assert lines[3].endswith("synth-ff 0.750, synth-cdf 0.660")

@@ -247,8 +247,14 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
         if world > 1
         else None
     )
+    # Its own generator: starting a loader draws a seed, and validation must not move the training
+    # RNG, or validating more often (train.val_every) would change what is trained.
     val_loader = torch.utils.data.DataLoader(
-        val_set, batch_size=cfg.eval.batch_size, sampler=val_sampler, num_workers=cfg.data.num_workers
+        val_set,
+        batch_size=cfg.eval.batch_size,
+        sampler=val_sampler,
+        num_workers=cfg.data.num_workers,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
     )
 
     # ---- model, loss, optimisation
@@ -430,22 +436,22 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
                         }
                     )
                     bar.set_postfix(loss=f"{values['total']:.4f}")
-                if cfg.train.ckpt_every and state["step"] % cfg.train.ckpt_every == 0:
-                    check_finite()
-                    save(last_path)
-                if cfg.train.max_steps and state["step"] >= total_steps:
-                    break
-                if (
-                    cfg.train.val_every
-                    and state["step"] % cfg.train.val_every == 0
-                    and state["batch"] < len(batches)  # at an epoch's end, the code below validates
-                ):
+                # The last step and an epoch's end are validated and saved after the loop; a step
+                # checkpoint there could outlive a validation killed halfway, which a resume skips.
+                last_step = bool(cfg.train.max_steps) and state["step"] >= total_steps
+                boundary = last_step or state["batch"] >= len(batches)
+                if cfg.train.val_every and state["step"] % cfg.train.val_every == 0 and not boundary:
                     check_finite()
                     keep_if_best(epoch)
-                    save(last_path)  # so a resumed run does not validate this step twice
+                    save(last_path)  # with its validation, so a resumed run does not repeat it
                     net.train()
                     if cfg.train.freeze_bn:
                         _set_bn_eval(net)
+                elif cfg.train.ckpt_every and state["step"] % cfg.train.ckpt_every == 0 and not last_step:
+                    check_finite()
+                    save(last_path)
+                if last_step:
+                    break
             bar.close()
             values = check_finite()
             if values:
@@ -458,7 +464,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
                 "epoch"
             ] >= cfg.train.epochs
             every = cfg.train.val_every
-            if not every or state["step"] % every == 0 or over:  # a schedule in steps, whatever an epoch is
+            done = state["history"] and state["history"][-1]["step"] == state["step"]  # accum_steps > 1
+            if (not every or state["step"] % every == 0 or over) and not done:  # a schedule in steps
                 keep_if_best(epoch)
             save(last_path)
             if not finished_epoch:
