@@ -192,7 +192,8 @@ def headlines(out: Path) -> list[str]:
 
         rows = pd.read_csv(protocols)
         after = list(rows.columns[list(rows.columns).index("plateau step") + 1 :])
-        tests = [c for c in after if c not in METHODS and c != "run"]  # training_protocols' layout
+        # training_protocols' layout: the method columns, then one AUC per test set (and a CI string)
+        tests = [c for c in after if c not in METHODS and rows[c].dtype.kind == "f"]
         lines.append("training protocols, video AUC of each run on each test split (chosen on val):")
         for r in rows.to_dict("records"):
             aucs = ", ".join(f"{t} {r[t]:.3f}" for t in tests if r[t] == r[t])  # NaN: not tested there

@@ -141,12 +141,8 @@ def test_a_profile_extends_another_and_states_only_what_differs(tmp_path):
     assert study.profile == "study" and study.notebooks.ablation_seeds == (0, 1, 2)
     assert study.notebooks.curve_steps > 0 and len(study.notebooks.cross_manipulation) == 4
     assert study.notebooks.budget_s.gradcam == demo.notebooks.budget_s.gradcam  # merged, not replaced
-    assert (study.model, study.data, study.train, study.eval) == (
-        demo.model,
-        demo.data,
-        demo.train,
-        demo.eval,
-    )
+    assert (study.model, study.data, study.eval) == (demo.model, demo.data, demo.eval)
+    assert (study.train.epochs, study.train.batch_size, study.optim) == (2, demo.train.batch_size, demo.optim)
     (tmp_path / "base.yaml").write_text("train:\n  epochs: 3\n  batch_size: 4\n")
     (tmp_path / "child.yaml").write_text("extends: base.yaml\ntrain:\n  epochs: 5\n")
     child = load_config(tmp_path / "child.yaml")

@@ -165,6 +165,7 @@ def test_headlines_read_the_tables_a_run_wrote(tmp_path):
             "plateau step": [30, 30, 45],
             "Deepfakes": [0.9, 0.8, 0.7],
             "synth-ff": [0.95, 0.85, 0.75],
+            "synth-ff 95 % CI": ["[0.9, 1.0]", "[0.8, 0.9]", "[0.7, 0.8]"],
             "synth-cdf": [0.96, float("nan"), 0.66],
             "run": ["a", "b", "c"],
         }
