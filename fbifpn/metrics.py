@@ -163,7 +163,10 @@ def compare_auc(labels, scores_a, scores_b, *, n_resamples: int = 2000, seed: in
     ones for both models, reals and fakes separately so both classes stay. `p`: a two-sided paired
     permutation test (SciPy, `permutation_type="samples"`): under "a and b are exchangeable",
     swapping a video's two scores changes nothing, so the observed delta is compared with those of
-    random swaps. With identical scores delta is 0 and p is 1."""
+    random swaps. Each model's scores are first replaced by their ranks, which leaves every AUC as
+    it is: two models on different scales (a variant's probabilities and a beta-mixed score, say)
+    are then exchangeable under the null, where raw swaps would mix the scales and hide a real
+    difference. With identical scores delta is 0 and p is 1."""
     from scipy import stats
 
     labels = np.asarray(labels)
@@ -177,9 +180,10 @@ def compare_auc(labels, scores_a, scores_b, *, n_resamples: int = 2000, seed: in
     def delta_of(x, y, axis=-1):
         return _auc_of(x[..., fake], x[..., real], axis) - _auc_of(y[..., fake], y[..., real], axis)
 
-    delta = float(delta_of(a, b))
     if np.array_equal(a, b):
         return {"delta": 0.0, "low": 0.0, "high": 0.0, "p": 1.0, "n": len(labels)}
+    a, b = stats.rankdata(a) / len(a), stats.rankdata(b) / len(b)  # ties stay ties: AUCs unchanged
+    delta = float(delta_of(a, b))
     rng = np.random.default_rng(seed)
     test = stats.permutation_test(
         (a, b), delta_of, permutation_type="samples", n_resamples=n_resamples, vectorized=True, rng=rng

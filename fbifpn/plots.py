@@ -101,7 +101,7 @@ def learning_curves(curves: dict):
         at = curve[curve["step"] == chosen]
         ax.plot(at["step"], at["video_auc"], marker="*", markersize=12, color=line.get_color(), linestyle="")
     ax.set(xlabel="training step", ylabel="val video AUC", title="learning curves (star: chosen on val)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 

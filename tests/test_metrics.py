@@ -82,6 +82,22 @@ def test_compare_auc_a_strictly_better_model_is_significant():
     assert metrics.compare_auc(labels, better, worse, n_resamples=1000, seed=0) == out  # seeded
 
 
+def test_compare_auc_tests_ranks_so_a_model_on_another_scale_is_judged_by_its_ranking():
+    """b ranks the videos a little better than a, consistently, but on a 100x wider scale (as a
+    beta-mixed score against a probability): swapping raw scores between them mixes the scales, and
+    that permutation null is wide enough to hide the difference; within-model ranks are not."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 150)
+    base = labels + rng.normal(0, 0.6, 300)
+    a = base + rng.normal(0, 0.6, 300)
+    b = 100 * (base + rng.normal(0, 0.2, 300)) + 50
+    out = metrics.compare_auc(labels, b, a, n_resamples=1000, seed=0)  # raw swaps: p = 0.24 here
+    assert out["delta"] == pytest.approx(metrics.auc(labels, b) - metrics.auc(labels, a))
+    assert out["delta"] > 0 and out["low"] > 0 and out["p"] < 0.05
+    again = metrics.compare_auc(labels, np.log(b - b.min() + 1), a, n_resamples=1000, seed=0)
+    assert again["delta"] == pytest.approx(out["delta"]) and again["p"] == pytest.approx(out["p"])
+
+
 def test_compare_auc_interval_covers_the_true_difference_about_95_percent():
     """Two correlated models on 200 videos, drawn 200 times from populations whose AUCs are known:
     model x's score is a shared per-video signal plus its own noise, so AUC_x = Phi(mu / sqrt(2 var_x))."""
