@@ -37,6 +37,22 @@ def _same(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _killed(cfg, run_dir, monkeypatch, when):
+    """`fit` stopped as by Ctrl-C right after the first checkpoint save for which `when(path, content)`
+    holds; the save itself completes, as an atomic write does."""
+    real_save = ckpt.save
+
+    def save_then_die(path, **content):
+        real_save(path, **content)
+        if when(Path(path), content):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, run_dir, progress=False)
+    monkeypatch.setattr(ckpt, "save", real_save)
+
+
 def test_smoke_training_lowers_the_loss_and_beats_chance(smoke_manifest, tmp_path):
     result = fit(load_config("smoke"), tmp_path / "run", progress=False)
     lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
@@ -58,17 +74,8 @@ def test_two_runs_with_one_seed_are_identical(smoke_manifest, tmp_path):
 def test_killed_mid_epoch_then_resumed_is_bit_identical(smoke_manifest, tmp_path, monkeypatch):
     cfg = load_config("smoke", QUICK)
     fit(cfg, tmp_path / "whole", progress=False)
-    real_save = ckpt.save
-
-    def save_then_die(path, **content):
-        real_save(path, **content)
-        if content["step"] == 4 and content["batch"] not in (0,):  # a step checkpoint, mid-epoch
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(ckpt, "save", real_save)
+    # a step checkpoint, mid-epoch
+    _killed(cfg, tmp_path / "killed", monkeypatch, lambda path, c: c["step"] == 4 and c["batch"] != 0)
     assert ckpt.load(tmp_path / "killed/last.pt")["batch"] == 4  # it really stopped mid-epoch
     fit(cfg, tmp_path / "killed", resume=True, progress=False)
     assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "killed"))
@@ -91,17 +98,7 @@ def test_val_every_validates_on_its_schedule_and_chooses_over_it(smoke_manifest,
     fit(load_config("smoke", QUICK + ["train.ckpt_every=0"]), tmp_path / "plain", progress=False)
     assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "plain"))
 
-    real_save = ckpt.save
-
-    def save_then_die(path, **content):
-        real_save(path, **content)
-        if Path(path).name == "last.pt" and content["step"] == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(ckpt, "save", real_save)
+    _killed(cfg, tmp_path / "killed", monkeypatch, lambda path, c: path.name == "last.pt" and c["step"] == 4)
     resumed = fit(cfg, tmp_path / "killed", resume=True, progress=False)
     assert [r["step"] for r in resumed.history] == steps
     assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "killed"))
@@ -154,17 +151,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(smoke_manifest
     import fbifpn.engine.train as train_module
 
     cfg = load_config("smoke", ["train.epochs=2"])
-    real_save = ckpt.save
-
-    def stop_after_the_first_epoch(path, **content):
-        real_save(path, **content)
-        if Path(path).name == "last.pt" and content["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save", stop_after_the_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg, tmp_path / "run", progress=False)
-    monkeypatch.setattr(ckpt, "save", real_save)
+    _killed(cfg, tmp_path / "run", monkeypatch, lambda path, c: path.name == "last.pt" and c["epoch"] == 1)
     before = hashlib.sha256((tmp_path / "run/last.pt").read_bytes()).hexdigest()
 
     class NaNLoss(train_module.MultiTaskLoss):  # the config cannot say NaN: its ranges refuse it
