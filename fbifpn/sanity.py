@@ -84,6 +84,7 @@ def learnability(
             f"train.max_steps={steps}",
             "train.epochs=1",
             "train.ckpt_every=0",
+            "train.val_every=0",  # nothing is selected: one validation, at the end, is all it needs
             f"train.seed={seed}",
             "optim.warmup_steps=0",
         ],
