@@ -424,3 +424,19 @@ def test_the_in_domain_set_of_real_data_is_named_as_data_root_names_it(smoke_man
     shutil.copy(smoke_manifest / "manifest.csv", tmp_path / "my-ffpp" / "manifest.csv")
     elsewhere = with_overrides(cfg, {"data.manifest": str(tmp_path / "my-ffpp" / "manifest.csv")})
     assert home_set(elsewhere, {"celebdf": tmp_path})[0] == "my-ffpp"  # not a test set: its folder's name
+
+
+def test_under_sbi_training_a_left_out_method_is_held_out_like_all_the_others(smoke_manifest, tmp_path):
+    """A profile that trains on SBI (the paper's): its leave-one-out runs differ only in val, so their
+    rows say so, and every method counts as held out; the second protocol is then dataset fakes."""
+    cfg = with_overrides(
+        load_config("smoke", QUICK),
+        {"train.fakes": "sbi", "notebooks.cross_manipulation": ["FaceSwap"], "notebooks.protocol_steps": 4},
+    )
+    tests = {"synth-ff": smoke_manifest}
+    home = trained(cfg, tmp_path / "train", progress=False).best_checkpoint
+    manip = cross_manipulation(cfg, tmp_path / "loo", smoke_manifest)
+    rows = training_protocols(cfg, tmp_path / "protocols", home, tests, manip, progress=False)
+    assert list(rows["protocol"]) == ["SBI only", "SBI only (val without FaceSwap)", "dataset fakes"]
+    assert list(rows["held out"]) == ["all", "all", "none"]
+    assert [label.split(",")[0] for label in learning_curves_of(rows)] == ["SBI only", "dataset fakes"]
