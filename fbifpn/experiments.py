@@ -123,8 +123,10 @@ def evaluation(
 ) -> dict:
     """`evaluated` into `evaluation_dir`: one evaluation of a checkpoint on a test set at one beta,
     made by whichever notebook asks first and read back by the others."""
-    out = evaluation_dir(checkpoint, name, beta)
-    return evaluated(checkpoint, manifest, out, beta=beta, progress=progress)
+    beta = beta_of(checkpoint, beta)  # the checkpoint is read once, not by both calls below
+    return evaluated(
+        checkpoint, manifest, evaluation_dir(checkpoint, name, beta), beta=beta, progress=progress
+    )
 
 
 def metrics_row(report: dict) -> dict:
@@ -543,7 +545,7 @@ def _run_row(protocol: str, held_out: str, checkpoint: Path, reports: dict[str, 
     row = {
         "protocol": protocol,
         "held out": held_out,
-        "steps": int(ckpt.load(checkpoint.parent / "last.pt")["step"]),
+        "steps": int(curve["step"].iloc[-1]),  # the last step is always validated
         "chosen step": int(saved.get("best_step", -1)),
         "plateau step": plateau_step(curve),
     }
