@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -74,6 +75,23 @@ def test_prep_on_the_synthetic_benchmark(smoke_tree, tmp_path):
     assert crop.shape == (64, 64, 3)
     assert np.load(df.landmarks[0]).shape[1] == 2
     assert set(df.dataset) == {"synth-ff"} and set(df.split) == {"train", "val", "test"}
+
+
+def test_prep_records_its_options_and_refuses_to_mix_crop_geometries(smoke_tree, tmp_path):
+    entries = ffpp.scan(smoke_tree / "synth-ff", compression="c23", dataset="synth-ff")[:2]
+    out = tmp_path / "out"
+    prep(entries, out, OPTS, progress=False)
+    assert prep_module.recorded_options(out) == OPTS
+    assert prep_module.recorded_options(out / "manifest.csv") == OPTS  # a CSV's folder
+    prep(entries, out, replace(OPTS, frames=6), progress=False)  # frames shape no crop: allowed
+    with pytest.raises(ValueError, match=r"made with scale=1\.3.*ask for scale=1\.5"):
+        prep(entries, out, replace(OPTS, scale=1.5), progress=False)
+    assert prep_module.recorded_options(out).scale == 1.3  # the refusal changed nothing
+    assert prep_module.recorded_options(tmp_path) is None
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / prep_module.OPTIONS_FILE).write_text('{"scale": -1}')
+    with pytest.raises(ValueError, match="not a record of prep options"):
+        prep_module.recorded_options(tmp_path / "bad")
 
 
 def test_align_puts_the_eyes_on_the_template(smoke_tree):

@@ -33,7 +33,7 @@ def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = 
                 f"data.manifest: {path} does not exist (run `python -m fbifpn prep` first)"
             )
         return path
-    from fbifpn.data.prep import PrepOptions, prep
+    from fbifpn.data.prep import PrepOptions, prep, record_options, recorded_options
     from fbifpn.data.sources import LAYOUTS
     from fbifpn.data.synthetic import generate
     from fbifpn.data.synthetic.generate import MARKER
@@ -54,9 +54,11 @@ def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = 
     if out.exists() and made_from != marker:
         print(f"{out}: prepared from another version of the benchmark; preparing it again")
         shutil.rmtree(out)
+    options = PrepOptions(frames=cfg.data.prep_frames, size=cfg.data.crop_size)
     if not (out / "manifest.csv").is_file():
         entries = LAYOUTS[LAYOUT_OF[name]].scan(root, dataset=name, **kwargs)
-        options = PrepOptions(frames=cfg.data.prep_frames, size=cfg.data.crop_size)
         prep(entries, out, options, workers=os.cpu_count() or 1, progress=progress)
         (out / MARKER).write_text(marker)
+    elif recorded_options(out) is None:  # a cache prepared before prep recorded its options
+        record_options(out, options)
     return out

@@ -69,6 +69,38 @@ class PrepOptions:
 
 
 MISSING = "video file not found"
+OPTIONS_FILE = "prep_options.json"
+# What shapes a crop: a folder whose crops were cut one way must not gain crops cut another way, and
+# whatever scores a face later (`detect`, the explorer) must cut it the same way.
+CROP_GEOMETRY = ("size", "scale", "align")
+
+
+def recorded_options(manifest: Path | str) -> PrepOptions | None:
+    """The options a manifest's crops were made with: `prep_options.json` in its folder (the folder
+    itself, or a manifest CSV's parent). None where prep did not crop them (an index of crops)."""
+    manifest = Path(manifest)
+    path = (manifest if manifest.is_dir() else manifest.parent) / OPTIONS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return PrepOptions(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a record of prep options ({e})") from None
+
+
+def record_options(out: Path, options: PrepOptions) -> None:
+    """Write `options` into `out`, or refuse when crops already there were cut another way."""
+    before = recorded_options(out)
+    if before is not None:
+        changed = [k for k in CROP_GEOMETRY if getattr(before, k) != getattr(options, k)]
+        if changed:
+            was = ", ".join(f"{k}={getattr(before, k)!r}" for k in changed)
+            now = ", ".join(f"{k}={getattr(options, k)!r}" for k in changed)
+            raise ValueError(
+                f"{out} holds crops made with {was}; these options ask for {now}. "
+                "Prepare into another folder, or pass the same options"
+            )
+    write_text_atomic(out / OPTIONS_FILE, json.dumps(asdict(options), indent=1))
 
 
 def part_path(out: Path, video_id: str) -> Path:
@@ -340,6 +372,8 @@ def prep(
                 "each video must have one entry and one split"
             )
         seen[e.video_id] = e.split
+    if not all(e.in_place for e in entries):  # an index of ready crops: prep cuts none
+        record_options(out, options)
     write_text_atomic(out / "layout_notes.json", json.dumps(list(notes)))
     if options.detector != "precomputed" and not any(e.in_place for e in entries):
         make_detector(options.detector)  # fail at once if the backend is missing, not once per video
@@ -410,7 +444,15 @@ def write_outputs(
     return report
 
 
-__all__ = ["DetectorUnavailable", "PrepOptions", "parse_shard", "prep", "process_video", "write_outputs"]
+__all__ = [
+    "DetectorUnavailable",
+    "PrepOptions",
+    "parse_shard",
+    "prep",
+    "process_video",
+    "recorded_options",
+    "write_outputs",
+]
 
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
