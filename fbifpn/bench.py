@@ -227,7 +227,8 @@ def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last
     backbone, moved to the device."""
     from fbifpn.data.cache import prepared_manifest
     from fbifpn.data.manifest import load_manifest
-    from fbifpn.engine.train import BalancedSampler, _to, training_loader, training_set
+    from fbifpn.engine.device import to_device
+    from fbifpn.engine.train import BalancedSampler, training_loader, training_set
 
     data = training_set(load_manifest(prepared_manifest(cfg)), cfg, norm.mean, norm.std)
     indices = BalancedSampler(data, cfg.train.seed).epoch_indices(0)
@@ -242,7 +243,7 @@ def _loader_batches(cfg: Config, batch: int, device: torch.device, channels_last
         except StopIteration:
             stream = iter(loader)
             b = next(stream)
-        return _to(b, device, channels_last)
+        return to_device(b, device, channels_last)
 
     return next_batch, len(chunks)
 
@@ -261,7 +262,7 @@ def run(
     progress=print,
 ) -> dict:
     """Measure `mode` (train | infer | data) for `cfg`; the report `--json` writes."""
-    from fbifpn.engine.train import resolve_device
+    from fbifpn.engine.device import resolve_device
 
     if mode not in ("train", "infer", "data"):
         raise ValueError(f"bench mode {mode!r}: use train, infer or data")

@@ -33,7 +33,7 @@ from fbifpn.data.faces import (
 )
 from fbifpn.data.video import evenly_spaced, read_sampled
 from fbifpn.engine import checkpoint as ckpt
-from fbifpn.engine.train import resolve_device
+from fbifpn.engine.device import resolve_device
 from fbifpn.paths import temp_beside, writable_dir, writable_file, write_text_atomic
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}

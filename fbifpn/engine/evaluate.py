@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from fbifpn import metrics
+from fbifpn.data.dataset import FrameDataset
+from fbifpn.data.manifest import load_manifest, write_csv_atomic
+from fbifpn.engine import checkpoint as ckpt
+from fbifpn.engine.device import resolve_device
 from fbifpn.models.net import topk_mean
+from fbifpn.paths import writable_dir, write_text_atomic
+from fbifpn.provenance import environment, git_commit
 
 
 @torch.no_grad()
@@ -98,17 +107,6 @@ def evaluate_checkpoint(
 ) -> dict:
     """Score a manifest split with a checkpoint; write scores.csv and metrics.json into `out`.
     `beta` overrides the checkpoint's weighted-discrimination beta (mask evidence in the score)."""
-    import json
-    from pathlib import Path
-
-    from fbifpn import metrics
-    from fbifpn.data.dataset import FrameDataset
-    from fbifpn.data.manifest import load_manifest, write_csv_atomic
-    from fbifpn.engine import checkpoint as ckpt
-    from fbifpn.engine.train import resolve_device
-    from fbifpn.paths import writable_dir, write_text_atomic
-    from fbifpn.provenance import environment, git_commit
-
     checkpoint, out = Path(checkpoint), Path(out)
     writable_dir(out, "eval output folder")  # before the work, which an unwritable --out would lose
     model, cfg, saved = ckpt.load_model(checkpoint)

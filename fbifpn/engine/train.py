@@ -20,12 +20,13 @@ import torch
 from tqdm.auto import tqdm
 
 from fbifpn import metrics
-from fbifpn.config import Config, ConfigError, one_line
+from fbifpn.config import Config, ConfigError
 from fbifpn.data.cache import prepared_manifest
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.engine import distributed as dist
+from fbifpn.engine.device import autocast_dtype_of, resolve_device, set_bn_eval, to_device
 from fbifpn.engine.evaluate import predict
 from fbifpn.engine.optim import SAM, apply_lr_factors, build_optimizer, build_scheduler, set_backbone_frozen
 from fbifpn.losses import MultiTaskLoss
@@ -142,42 +143,6 @@ def training_loader(
     )
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto`, or a device this machine has; anything else is a ValueError naming it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"device {name!r}: not a device name ({one_line(e)})") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index or 0) >= count:
-            raise ValueError(f"device {name!r}: this machine has {count} CUDA device(s)")
-    return device
-
-
-def _autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
-    return (
-        {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.precision]
-        if (device.type == "cuda" or cfg.train.precision != "fp32")
-        else None
-    )
-
-
-def _set_bn_eval(model: torch.nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-def _to(batch: dict, device: torch.device, channels_last: bool) -> dict:
-    out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-    if channels_last:
-        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
-    return out
-
-
 def validate(model, loader, device, cfg: Config, autocast_dtype) -> tuple[dict, pd.DataFrame]:
     """Predict on this rank's share of val, gather every rank's rows, compute the metrics."""
     frames = predict(
@@ -275,7 +240,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
     steps_per_epoch = max(1, batches_per_epoch // micro)
     total_steps = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
     scheduler = build_scheduler(optimizer, total_steps, cfg.optim)
-    autocast_dtype = _autocast_dtype(cfg, device)
+    autocast_dtype = autocast_dtype_of(cfg.train.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     ema = None
     if cfg.optim.ema > 0:
@@ -398,7 +363,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
             loader = training_loader(train_set, batches[state["batch"] :], cfg, device)
             net.train()
             if cfg.train.freeze_bn:
-                _set_bn_eval(net)
+                set_bn_eval(net)
             bar = tqdm(
                 total=len(batches),
                 initial=state["batch"],
@@ -406,7 +371,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
                 disable=not (progress and main),
             )
             for batch in loader:
-                batch = _to(batch, device, cfg.train.channels_last)
+                batch = to_device(batch, device, cfg.train.channels_last)
                 stepped = isinstance(optimizer, SAM) or (state["batch"] + 1) % micro == 0
                 parts = train_step(net, criterion, optimizer, scaler, batch, cfg, autocast_dtype, stepped)
                 for k, v in parts.items():
@@ -446,7 +411,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool =
                     save(last_path)  # with its validation, so a resumed run does not repeat it
                     net.train()
                     if cfg.train.freeze_bn:
-                        _set_bn_eval(net)
+                        set_bn_eval(net)
                 elif cfg.train.ckpt_every and state["step"] % cfg.train.ckpt_every == 0 and not last_step:
                     check_finite()
                     save(last_path)
