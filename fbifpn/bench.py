@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from fbifpn.config import Config, replace_dotted
+from fbifpn.engine.device import autocast_dtype_of
 from fbifpn.losses import MultiTaskLoss
 from fbifpn.models.net import Detector, ModelOutput, build_model
 from fbifpn.provenance import environment, git_commit
@@ -103,7 +104,7 @@ def _prepared(model: torch.nn.Module, recipe: Recipe, device: torch.device) -> t
 def _autocast(recipe: Recipe, device: torch.device) -> torch.dtype | None:
     if recipe.precision == "fp16" and device.type != "cuda":
         return None  # fp16 autocast is a GPU recipe; on a CPU the step runs in fp32
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[recipe.precision]
+    return autocast_dtype_of(recipe.precision)
 
 
 @dataclass(frozen=True)
