@@ -56,22 +56,3 @@ def writable_file(path: Path | str, what: str) -> Path:
         raise IsADirectoryError(f"{what}: {path} is a folder, not a file")
     writable_dir(path.parent, f"{what}: {path}")
     return path
-
-
-def temp_beside(path: Path) -> Path:
-    """A fresh name in the same folder, so that os.replace stays atomic, ending in the file's own
-    suffix (OpenCV picks its codec from it). Not mkstemp: its 0600 file would keep those bits."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
-
-
-def write_text_atomic(path: Path | str, text: str) -> Path:
-    """Write through a temporary file and a rename: readers see the old file or the new, whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

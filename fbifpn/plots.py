@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fbifpn import atomic
 from fbifpn.config import Config
 
 
@@ -24,7 +25,9 @@ def save_figure(fig, name: str, cfg: Config, figures_dir: Path | str, note: str 
     fig.savefig(png, dpi=dpi, bbox_inches="tight")
     _palette(png)
     fig.savefig(figures_dir / f"{name}.pdf", bbox_inches="tight")
-    (figures_dir / f"{name}.json").write_text(json.dumps({"note": note, "config": cfg.to_dict()}, indent=1))
+    atomic.write_text(
+        figures_dir / f"{name}.json", json.dumps({"note": note, "config": cfg.to_dict()}, indent=1)
+    )
 
 
 def _palette(png: Path) -> None:

@@ -8,7 +8,6 @@ as their union.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -41,18 +40,6 @@ COLUMNS = [
 SORT = ["video_id", "frame_idx", "face_idx"]
 # What the readers of a manifest need; the face boxes and `source` are for provenance only.
 REQUIRED = COLUMNS[:12]
-
-
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:

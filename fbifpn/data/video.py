@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fbifpn import atomic
+
 FPS = 25
 LEVELS = ("raw", "c23", "c40")
 
@@ -54,13 +56,15 @@ def write_video(path: Path, frames: Iterable[np.ndarray], level: str = "c23", gr
 
     One encoder thread: the output is then byte-identical whatever else runs in parallel.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     crf = crf_of(level)
-    tmp = path.with_name(path.name + ".part.mp4")
-    if encoder() == "opencv-mp4v":
-        _write_opencv(tmp, frames, crf, gray)
-        tmp.replace(path)
-        return
+    with atomic.replacing(path) as tmp:  # a crash mid-write never leaves a truncated video under its name
+        if encoder() == "opencv-mp4v":
+            _write_opencv(tmp, frames, crf, gray)
+        else:
+            _write_pyav(tmp, frames, crf, gray)
+
+
+def _write_pyav(tmp: Path, frames: Iterable[np.ndarray], crf: int | None, gray: bool) -> None:
     import av  # heavy and only needed to write videos
 
     with av.open(str(tmp), "w") as container:
@@ -84,7 +88,6 @@ def write_video(path: Path, frames: Iterable[np.ndarray], level: str = "c23", gr
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    tmp.replace(path)  # a crash mid-write never leaves a truncated video under the real name
 
 
 def frame_count(path: Path) -> int:

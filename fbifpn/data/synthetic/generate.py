@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from fbifpn import atomic
 from fbifpn.data.synthetic.faces import Identity, sample_identity
 from fbifpn.data.synthetic.methods import METHODS, manipulate, sample_blend
 from fbifpn.data.synthetic.scenes import Domain, film, sample_expressions, sample_scene
@@ -285,10 +286,7 @@ def run_job(job: Job, root: str, size: Size, seed: int) -> int:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, separators=(",", ":")))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(obj, separators=(",", ":")))
 
 
 def _run_job(args: tuple) -> int:
