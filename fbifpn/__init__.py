@@ -6,7 +6,7 @@ Model", Journal of Electronics & Information Technology, 2025 (doi 10.11999/JEIT
 
 from fbifpn.config import Config, ConfigError, load_config
 from fbifpn.losses import MultiTaskLoss
-from fbifpn.models import ModelOutput, build_model
+from fbifpn.models.net import ModelOutput, build_model
 
 __version__ = "0.1.0"
 __all__ = ["Config", "ConfigError", "ModelOutput", "MultiTaskLoss", "build_model", "load_config"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from fbifpn.config import Config, replace_dotted
+from fbifpn.config import Config, replace_dotted, with_overrides
 from fbifpn.engine.device import autocast_dtype_of
 from fbifpn.losses import MultiTaskLoss
 from fbifpn.models.net import Detector, ModelOutput, build_model
@@ -275,7 +275,7 @@ def run(
     torch.manual_seed(0)
 
     def model_of(variant: str) -> Detector:
-        return build_model(replace_dotted(cfg, {"model.variant": variant}), pretrained=False)
+        return build_model(with_overrides(cfg, {"model.variant": variant}), pretrained=False)
 
     setup = Setup(cfg, dev, batch, steps, warmup, rounds)
     interleave = True

@@ -19,6 +19,10 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from fbifpn.data.synthetic import DATASETS, SIZES
+from fbifpn.models.topology import TOPOLOGIES
+from fbifpn.models.variants import VARIANTS, Variant
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -67,6 +71,13 @@ Fraction = Annotated[float, Range(0, 1)]  # 0 and 1 included
 OpenFraction = Annotated[float, Range(0, 1, high_open=True)]  # 1 excluded (a decay, a smoothing)
 
 
+# Choices that registries own: a new benchmark size or set is a config choice by being registered.
+SyntheticSize = Literal[tuple(SIZES)]
+SyntheticSet = Literal[DATASETS]
+TopologyName = Literal[tuple(TOPOLOGIES)]
+VariantName = Literal[tuple(VARIANTS)]
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -78,8 +89,8 @@ class DataConfig:
     # A prepared manifest (CSV or prep folder). Empty: the synthetic benchmark below, generated and
     # prepared on first use under runs/.
     manifest: str = ""
-    synthetic: Literal["smoke", "demo", "paper"] = "demo"
-    dataset: Literal["synth-ff", "synth-cdf", "synth-dfdc"] = "synth-ff"
+    synthetic: SyntheticSize = "demo"
+    dataset: SyntheticSet = "synth-ff"
     compression: str = "c23"
     seed: int = 0  # the synthetic benchmark's seed
     prep_frames: AtLeastOne = 32  # frames prep samples per video
@@ -108,7 +119,7 @@ class BackboneConfig:
 class NeckConfig:
     """F-BiFPN: weighted bidirectional fusion with forgery attention (method.md)."""
 
-    topology: Literal["bifpn", "fpn", "pan", "c5_only"] = "bifpn"
+    topology: TopologyName = "bifpn"
     width: AtLeastOne = 64
     # The width at stride 4 (level 0) and so of the fused map the heads read; None: `width`.
     finest_width: AtLeastOne | None = None
@@ -134,8 +145,9 @@ class HeadsConfig:
 
 @dataclass
 class ModelConfig:
-    # One of fbifpn.models.variants.VARIANTS; a variant rewrites the keys below before building.
-    variant: str = "full"
+    # One of fbifpn.models.variants.VARIANTS. `load_config` writes the keys the variant sets into the
+    # sections below, so they always say what is built.
+    variant: VariantName = "full"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
@@ -222,18 +234,7 @@ class NotebooksConfig:
 
     quickstart_steps: AtLeastOne = 40  # notebook 00's minute of training
     # Notebook 03: every variant at the same budget as notebook 02 (whose run is `full`, seed 0).
-    ablation_variants: tuple[str, ...] = (
-        "full",
-        "grid_consistency",
-        "no_attention",
-        "suppress",
-        "fpn",
-        "c5_only",
-        "no_mask",
-        "no_consistency",
-        "cls_only",
-        "backbone_only",
-    )
+    ablation_variants: tuple[VariantName, ...] = tuple(VARIANTS)
     ablation_seeds: tuple[int, ...] = (0, 1, 2)
     ablation_beta: Fraction = 0.5  # the full model is also scored with this beta (mask evidence)
     # Notebook 04: FF++ methods held out of training in turn (empty: not run, said so), and the
@@ -416,25 +417,108 @@ def profile_path(profile: str | Path) -> Path:
 
 
 def replace_dotted(section: Any, overrides: dict[str, Any]) -> Any:
-    """A copy of a config dataclass with dotted overrides applied and validated."""
+    """A copy of a config dataclass with dotted overrides applied and validated. On a whole `Config`,
+    use `with_overrides`, which also keeps `model.variant` and the keys it sets in step."""
     tree = _plain(dataclasses.asdict(section))
     for dotted, value in overrides.items():
         _set_dotted(tree, dotted, value)
     return _build(type(section), tree)
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """Validate a plain nested dict (a profile, or `Config.to_dict()` from a checkpoint)."""
-    cfg = _build(Config, values)
-    from fbifpn.models.variants import VARIANTS, resolve_variant  # the registry lives with the models
+def _variant(name: Any) -> Variant:
+    if not isinstance(name, str) or name not in VARIANTS:
+        raise ConfigError(f"model.variant: unknown variant {name!r} (variants: {', '.join(VARIANTS)})")
+    return VARIANTS[name]
 
-    resolve_variant(cfg.model)
-    unknown = [v for v in cfg.notebooks.ablation_variants if v not in VARIANTS]
-    if unknown:
+
+def _has_dotted(tree: dict[str, Any], dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def _get_dotted(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+def with_variant_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """A plain config dict with the keys its `model.variant` sets written in (replacing what was
+    there): the expansion `load_config` does, and the reading of checkpoints saved before it did."""
+    if not isinstance(values.get("model", {}), dict):
+        raise ConfigError(f"model: expected a mapping of ModelConfig keys, got {values['model']!r}")
+    tree = _merge(Config().to_dict(), values)
+    for dotted, value in _variant(tree["model"]["variant"]).sets.items():
+        _set_dotted(tree, "model." + dotted, value)
+    return tree
+
+
+def _contradictions(tree: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in the tree, value the variant sets) wherever the two differ."""
+    sets = _variant(tree["model"]["variant"]).sets
+    return [
+        ("model." + k, _get_dotted(tree["model"], k), v)
+        for k, v in sets.items()
+        if _get_dotted(tree["model"], k) != v
+    ]
+
+
+def variant_of(model: ModelConfig) -> Variant:
+    """The `Variant` a model section names (its architecture), once the section is checked to say
+    what the variant builds: `build_model` refuses a section whose keys disagree with its variant."""
+    for key, found, wanted in _contradictions({"model": _plain(dataclasses.asdict(model))}):
         raise ConfigError(
-            f"notebooks.ablation_variants: unknown variant {unknown[0]!r} (variants: {', '.join(VARIANTS)})"
+            f"{key} is {found!r}, but model.variant={model.variant} sets {key}={wanted!r} "
+            "(make configs with load_config or with_overrides, which write the variant's keys)"
         )
+    return _variant(model.variant)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Validate a plain nested dict (a profile, or `Config.to_dict()` from a checkpoint). It must be
+    expanded: a key that `model.variant` sets holds the variant's value."""
+    cfg = _build(Config, values)
+    tree = cfg.to_dict()
+    for key, found, wanted in _contradictions(tree):
+        raise ConfigError(f"{key} is {found!r}, but model.variant={cfg.model.variant} sets {key}={wanted!r}")
     return cfg
+
+
+def _overridden(tree: dict[str, Any], overrides: dict[str, Any]) -> Config:
+    """The variant's keys, then the overrides on top; an override that contradicts the variant is a
+    ConfigError naming both."""
+    if "model.variant" in overrides:
+        _set_dotted(tree, "model.variant", overrides["model.variant"])
+    tree = with_variant_keys(tree)
+    for dotted, value in overrides.items():
+        section = _get_dotted(tree, dotted) if _has_dotted(tree, dotted) else None
+        if isinstance(value, dict) and isinstance(section, dict):
+            value = _merge(section, value)  # `model.neck={width: 48}` changes width, keeps the rest
+        _set_dotted(tree, dotted, value)
+    built = _build(Config, tree).to_dict()  # types and ranges first: their errors name the key
+    variant = built["model"]["variant"]
+    for key, _, wanted in _contradictions(built):
+        given = key if key in overrides else next(k for k in overrides if key.startswith(k + "."))
+        raise ConfigError(
+            f"{given}={overrides[given]!r} contradicts model.variant={variant}, which sets "
+            f"{key}={wanted!r}: choose the variant that means it, or leave {key} to the variant"
+        )
+    return config_from_dict(built)
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Config:
+    """A copy of `cfg` with dotted overrides, validated like `load_config`'s. A new `model.variant`
+    first gives the keys the old one set back their defaults (the full model's), then sets its own."""
+    overrides = parse_overrides(overrides)
+    tree = cfg.to_dict()
+    if overrides.get("model.variant", cfg.model.variant) != cfg.model.variant:
+        defaults = Config().to_dict()
+        for dotted in _variant(cfg.model.variant).sets:
+            _set_dotted(tree, "model." + dotted, _get_dotted(defaults["model"], dotted))
+    return _overridden(tree, overrides)
 
 
 def _profile_values(profile: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -469,10 +553,9 @@ def load_config(
     profile: str | Path | dict[str, Any] = "demo",
     overrides: list[str] | dict[str, Any] | None = None,
 ) -> Config:
-    """Read a profile (a name under configs/, a YAML path, or a nested dict) and apply overrides.
-    A profile with `extends: <profile>` states only what differs from that one."""
+    """Read a profile (a name under configs/, a YAML path, or a nested dict) and apply overrides, in
+    the order defaults -> profile -> the keys `model.variant` sets -> overrides. The config returned
+    is the model that will be built. A profile with `extends: <profile>` states only what differs
+    from that one."""
     values = dict(profile) if isinstance(profile, dict) else _profile_values(profile)
-    tree = _merge(Config().to_dict(), values)
-    for dotted, value in parse_overrides(overrides).items():
-        _set_dotted(tree, dotted, value)
-    return config_from_dict(tree)
+    return _overridden(_merge(Config().to_dict(), values), parse_overrides(overrides))

@@ -51,7 +51,7 @@ def _notebook(path: Path, checkpoint: Path, manifest: Path) -> None:
 
     code = (
         "from fbifpn.engine import checkpoint as ckpt\n"
-        "from fbifpn.models import build_model\n"
+        "from fbifpn.models.net import build_model\n"
         "from fbifpn.widgets import Explorer\n"
         f"saved = ckpt.load({str(checkpoint)!r})\n"
         "model = build_model(ckpt.config_of(saved), pretrained=False)\n"

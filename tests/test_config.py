@@ -1,9 +1,13 @@
+import json
 import re
 
 import pytest
 import torch
 
-from fbifpn.config import CONFIG_DIR, ConfigError, config_from_dict, load_config
+from fbifpn.config import CONFIG_DIR, ConfigError, config_from_dict, load_config, with_overrides
+from fbifpn.engine import checkpoint as ckpt
+from fbifpn.models.net import build_model
+from fbifpn.models.variants import VARIANTS
 
 
 @pytest.mark.parametrize("profile", ["smoke", "demo", "study", "paper"])
@@ -157,3 +161,90 @@ def test_a_profile_extends_another_and_states_only_what_differs(tmp_path):
     (tmp_path / "lost.yaml").write_text("extends: nowhere\n")
     with pytest.raises(ConfigError, match="unknown profile 'nowhere'"):
         load_config(tmp_path / "lost.yaml")
+
+
+# --------------------------------------------------------------------------- variants in the config
+
+
+def test_the_config_says_what_the_variant_builds():
+    fpn = load_config("smoke", ["model.variant=fpn"])
+    assert (fpn.model.neck.topology, fpn.model.neck.attention) == ("fpn", "none")
+    baseline = load_config("smoke", ["model.variant=backbone_only"]).model
+    assert (baseline.heads.mask, baseline.heads.consistency, baseline.neck.attention) == (
+        False,
+        False,
+        "none",
+    )
+    # defaults -> profile -> variant -> overrides: an override of another key, or one that agrees
+    # with the variant, stands
+    cfg = load_config("smoke", ["model.variant=fpn", "model.neck.width=48", "model.neck.attention=none"])
+    assert (cfg.model.neck.topology, cfg.model.neck.width) == ("fpn", 48)
+    # a profile's variant is expanded like an override's
+    assert load_config({"model": {"variant": "no_mask"}}).model.heads.mask is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["model.variant=no_attention", "model.neck.attention=suppress"], "model.neck.attention='suppress'"),
+        (["model.variant=fpn", "model.neck.topology=bifpn"], "model.neck.topology='bifpn'"),
+        (["model.variant=cls_only", "model.heads={'mask': true}"], "model.heads="),
+    ],
+)
+def test_an_override_that_contradicts_the_variant_names_both(overrides, named):
+    with pytest.raises(ConfigError, match=re.escape(named) + r".*contradicts model\.variant="):
+        load_config("smoke", overrides)
+
+
+def test_a_dict_that_disagrees_with_its_variant_is_refused():
+    tree = load_config("smoke").to_dict()
+    tree["model"]["variant"] = "fpn"  # topology still bifpn: the saved config would lie
+    with pytest.raises(ConfigError, match=r"model\.neck\.topology is 'bifpn', but model\.variant=fpn"):
+        config_from_dict(tree)
+    with pytest.raises(ConfigError, match="make configs with load_config"):
+        build_model(load_config("smoke").model.__class__(variant="fpn"))
+
+
+@pytest.mark.parametrize("start", ["full", "cls_only", "fpn", "backbone_only"])
+def test_switching_variant_gives_the_config_load_config_gives(start):
+    base = load_config("smoke", [f"model.variant={start}", "model.neck.width=48"])
+    for name in VARIANTS:
+        assert with_overrides(base, {"model.variant": name}) == load_config(
+            "smoke", [f"model.variant={name}", "model.neck.width=48"]
+        )
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_stored_config_rebuilds_the_model_it_describes(variant, tmp_path):
+    cfg = load_config("smoke", [f"model.variant={variant}"])
+    built = build_model(cfg, pretrained=False)
+    stored = json.loads(json.dumps(cfg.to_dict()))  # as config.json, metrics.json and figures keep it
+    rebuilt = build_model(config_from_dict(stored), pretrained=False)
+    shapes = {k: v.shape for k, v in built.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in rebuilt.state_dict().items()}
+    # A checkpoint saved before configs held their variant's keys still loads as what it built.
+    legacy = dict(stored, model=dict(stored["model"], neck=dict(stored["model"]["neck"], topology="bifpn")))
+    legacy["model"]["neck"]["attention"] = "emphasize"
+    legacy["model"]["heads"] = dict(legacy["model"]["heads"], mask=True, consistency=True)
+    ckpt.save(tmp_path / "old.pt", model=built.state_dict(), config=legacy, threshold=0.5)
+    model, loaded, _ = ckpt.load_model(tmp_path / "old.pt")
+    assert loaded == cfg and {k: v.shape for k, v in model.state_dict().items()} == shapes
+
+
+@pytest.mark.parametrize(
+    ("profile", "overrides", "named"),
+    [
+        ("smoke", ["model.variant=[1]"], "model.variant"),
+        ({"model": "x"}, [], "model: expected a mapping"),
+        ({"model": None}, [], "model: expected a mapping"),
+    ],
+)
+def test_a_malformed_variant_or_model_section_is_a_config_error(profile, overrides, named):
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_config(profile, overrides)
+
+
+def test_a_section_override_changes_its_keys_and_keeps_the_variants():
+    cfg = load_config("smoke", ["model.variant=fpn", "model.neck={'width': 48}"])
+    assert (cfg.model.neck.topology, cfg.model.neck.attention, cfg.model.neck.width) == ("fpn", "none", 48)
+    assert cfg.model.neck.layers == load_config("smoke").model.neck.layers  # the profile's, kept

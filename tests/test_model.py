@@ -3,11 +3,12 @@ import torch
 from conftest import random_batch
 
 from fbifpn import MultiTaskLoss, build_model, load_config
-from fbifpn.models import VARIANTS, LogitModel
 from fbifpn.models.complexity import part_costs
-from fbifpn.models.fbifpn import TOPOLOGIES, FBiFPN, ForgeryAttention, Node, bifpn, normalized
+from fbifpn.models.fbifpn import FBiFPN, ForgeryAttention, normalized
 from fbifpn.models.heads import ConsistencyHead
-from fbifpn.models.net import topk_mean
+from fbifpn.models.net import LogitModel, topk_mean
+from fbifpn.models.topology import TOPOLOGIES, Node, bifpn
+from fbifpn.models.variants import VARIANTS
 
 
 @pytest.mark.parametrize("backbone", ["efficientnet_b0", "tf_efficientnetv2_s", "legacy_xception"])

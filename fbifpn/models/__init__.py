@@ -1,6 +1,5 @@
-"""Backbone, F-BiFPN neck, MTLNet heads, the assembled network and its named variants."""
+"""Backbone, F-BiFPN neck, MTLNet heads, the assembled network (`net`) and its named variants.
 
-from fbifpn.models.net import ARCHITECTURES, LogitModel, ModelOutput, build_model
-from fbifpn.models.variants import VARIANTS, resolve_variant
-
-__all__ = ["ARCHITECTURES", "VARIANTS", "LogitModel", "ModelOutput", "build_model", "resolve_variant"]
+Nothing is imported here: `fbifpn.config` reads the registries in `topology` and `variants`, and
+importing them must not import `net`, which imports the config: that would be a cycle.
+"""

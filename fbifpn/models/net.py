@@ -1,6 +1,7 @@
 """F-BiFPN-MTLNet assembled: backbone -> F-BiFPN neck -> cls / mask / consistency heads.
 
-`build_model(cfg)` resolves `cfg.model.variant` into an architecture and its effective settings.
+`build_model(cfg)` builds the architecture of `cfg.model.variant` from the model section as it stands:
+the config holds the variant's settings already (`load_config`), so what it says is what is built.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fbifpn.config import Config, ModelConfig
+from fbifpn.config import Config, ModelConfig, variant_of
 from fbifpn.models.backbone import FeatureBackbone, PooledBackbone
 from fbifpn.models.fbifpn import FBiFPN
 from fbifpn.models.heads import ClsHead, ConsistencyHead, MaskHead
-from fbifpn.models.variants import resolve_variant
 
 
 @dataclass
@@ -117,8 +117,7 @@ def build_model(cfg: Config | ModelConfig, pretrained: bool | str | None = None)
     """Build the variant named by `cfg.model.variant`. `pretrained` overrides the config's choice
     (`info` and `bench` pass False so they never touch the network)."""
     model_cfg = cfg.model if isinstance(cfg, Config) else cfg
-    effective, architecture = resolve_variant(model_cfg)
-    return ARCHITECTURES[architecture](effective, pretrained)
+    return ARCHITECTURES[variant_of(model_cfg).architecture](model_cfg, pretrained)
 
 
 class LogitModel(nn.Module):

@@ -1,7 +1,9 @@
-"""Named ablation variants (method.md): each is an architecture plus overrides of the model config.
+"""Named ablation variants (method.md): each is an architecture plus the model-config keys it sets.
 
-`model.variant` picks one; `resolve_variant` returns the effective model config, so the rest of the
-code never asks which variant it runs, only which heads and neck settings it has.
+`model.variant` picks one. `load_config` writes the variant's keys into the config it returns, so the
+config a run saves is the model it built; an override that contradicts them is a `ConfigError`.
+Plain Python that imports nothing of ours, so that the config can read this registry without an
+import cycle.
 """
 
 from __future__ import annotations
@@ -9,13 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fbifpn.config import ConfigError, ModelConfig, replace_dotted
-
 
 @dataclass(frozen=True)
 class Variant:
     description: str
-    overrides: dict[str, Any] = field(default_factory=dict)  # dotted keys under `model.`
+    sets: dict[str, Any] = field(default_factory=dict)  # dotted keys under `model.`
     architecture: str = "fbifpn"  # a key of fbifpn.models.net.ARCHITECTURES
 
 
@@ -40,15 +40,9 @@ VARIANTS: dict[str, Variant] = {
         "plain BiFPN + cls head, no auxiliary supervision",
         {"neck.attention": "none", "heads.mask": False, "heads.consistency": False},
     ),
-    "backbone_only": Variant("bare backbone, pooled, linear head: the baseline", architecture="backbone"),
+    "backbone_only": Variant(
+        "bare backbone, pooled, linear head: the baseline (no neck: the neck keys go unused)",
+        {"neck.attention": "none", "heads.mask": False, "heads.consistency": False},
+        architecture="backbone",
+    ),
 }
-
-
-def resolve_variant(model: ModelConfig) -> tuple[ModelConfig, str]:
-    """The model config with the variant's overrides applied, and the architecture to build."""
-    if model.variant not in VARIANTS:
-        raise ConfigError(
-            f"model.variant: unknown variant {model.variant!r} (variants: {', '.join(VARIANTS)})"
-        )
-    variant = VARIANTS[model.variant]
-    return replace_dotted(model, variant.overrides), variant.architecture
