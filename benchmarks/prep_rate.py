@@ -24,7 +24,7 @@ from skimage import data
 from fbifpn.data.faces import DetectorUnavailable, make_detector
 from fbifpn.data.prep import PrepOptions, process_video
 from fbifpn.data.sources import ffpp
-from fbifpn.data.sources.base import VideoEntry
+from fbifpn.data.sources.base import ScanOptions, VideoEntry
 from fbifpn.data.synthetic import generate
 
 
@@ -77,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         root = generate(size="demo", seed=0, progress=False) / "synth-ff"
-        videos = ffpp.scan(root, dataset="synth-ff")[:24]
+        videos = ffpp.scan(root, ScanOptions(dataset="synth-ff"))[:24]
         opts = PrepOptions(frames=args.frames, detector="precomputed")
         results["synthetic 256px, precomputed"] = rate(videos, tmp / "a", opts)
         video = astronaut_video(tmp)

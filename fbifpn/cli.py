@@ -15,6 +15,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from fbifpn.config import Range  # noqa: E402 - after the hub setting; config imports no timm
+from fbifpn.data.faces import DETECTORS  # noqa: E402 - the registries the flags' choices come from
+from fbifpn.data.sources import LAYOUTS  # noqa: E402
+from fbifpn.data.synthetic import SIZES  # noqa: E402
+from fbifpn.data.video import LEVELS  # noqa: E402
 
 
 def _flag(kind: type, bound: Range):
@@ -56,9 +60,10 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
-    from fbifpn.config import load_config
-    from fbifpn.models import VARIANTS, build_model
+    from fbifpn.config import load_config, with_overrides
     from fbifpn.models.complexity import part_costs
+    from fbifpn.models.net import build_model
+    from fbifpn.models.variants import VARIANTS
 
     cfg = load_config(args.profile, args.overrides)
     variants = args.variant or list(VARIANTS)
@@ -75,9 +80,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
     print(f"{'variant':<16}{'part':<10}{'params (M)':>12}{'MACs (M)':>12}")
     for name in variants:
-        model = build_model(
-            load_config(args.profile, [*args.overrides, f"model.variant={name}"]), pretrained=False
-        )
+        # with_overrides: each variant's keys replace an override of them (--set model.neck.attention=...)
+        model = build_model(with_overrides(cfg, {"model.variant": name}), pretrained=False)
         for row in part_costs(model, size):
             print(f"{name:<16}{row.part:<10}{row.params / 1e6:>12.3f}{row.macs / 1e6:>12.1f}")
     return 0
@@ -129,6 +133,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# The prep flag of each ScanOptions field: an adapter's TAKES says which of them its layout accepts.
+SCAN_FLAGS = {
+    "dataset": "--dataset",
+    "compression": "--compression",
+    "methods": "--methods",
+    "splits_dir": "--splits",
+    "train_list": "--train-list",
+    "index": "--json",
+    "frames": "--frames",
+}
+
+
 def cmd_prep(args: argparse.Namespace) -> int:
     from fbifpn.data import prep as prep_module
     from fbifpn.data.cache import default_prep_out
@@ -145,36 +161,28 @@ def cmd_prep(args: argparse.Namespace) -> int:
         return 0
     if args.layout is None or args.root is None:
         raise ValueError("prep needs --layout and --root (or --merge --out DIR)")
-    root = args.root
-    compression = None  # names the default output folder of the FF++ layout, one per level
-    if args.methods and args.layout != "ffpp":
-        raise ValueError("--methods is for --layout ffpp (the other layouts list their own methods)")
-    if args.splits and args.layout != "ffpp":
-        raise ValueError("--splits is for --layout ffpp, the folder of its train/val/test.json")
-    if args.layout == "deepfakebench":
-        if args.json is None:
-            raise ValueError("--layout deepfakebench needs --json, the DeepfakeBench index file")
-        entries, notes = scan(
-            "deepfakebench",
-            args.json,
-            root,
-            frames=args.frames,
-            compression=args.compression,
-            dataset=args.dataset,
-        )
-    else:
-        dataset = args.dataset or (root.name if root.name.startswith("synth-") else None)
-        kwargs = {"dataset": dataset} if dataset else {}
-        if args.layout == "ffpp":
-            compression = kwargs["compression"] = args.compression or "c23"
-            kwargs["splits_dir"] = args.splits
-            if args.methods is not None:
-                kwargs["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-                if not kwargs["methods"]:
-                    raise ValueError(f"--methods {args.methods!r}: names no method")
-        if args.layout == "celebdf" and args.train_list:
-            kwargs["train_list"] = args.train_list
-        entries, notes = scan(args.layout, root, **kwargs)
+    root, adapter = args.root, LAYOUTS[args.layout]
+    methods = None
+    if args.methods is not None:
+        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        if not methods:
+            raise ValueError(f"--methods {args.methods!r}: names no method")
+    given = {
+        "dataset": args.dataset or (root.name if root.name.startswith("synth-") else None),
+        "compression": args.compression,
+        "methods": methods,
+        "splits_dir": args.splits,
+        "train_list": args.train_list,
+        "index": args.json,
+    }
+    options = {k: v for k, v in given.items() if v is not None}
+    if unused := [k for k in options if k not in adapter.TAKES]:
+        takes = ", ".join(SCAN_FLAGS[k] for k in sorted(adapter.TAKES))
+        raise ValueError(f"{SCAN_FLAGS[unused[0]]} is not for --layout {args.layout} (it takes {takes})")
+    if "frames" in adapter.TAKES:  # an index of crops: read as many as prep samples from a video
+        options["frames"] = args.frames
+    entries, notes = scan(args.layout, root, **options)
+    compression = options.get("compression", adapter.DEFAULT_COMPRESSION)  # names the default --out
     for n in notes:  # the same records go to prep_report.json's "layout"
         print(f"warning: {n['message']}", file=sys.stderr)
     if args.split:
@@ -214,11 +222,19 @@ def cmd_prep(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fbifpn.config import load_config
+    from fbifpn.data import cache
     from fbifpn.engine import distributed as dist
     from fbifpn.engine import fit
+    from fbifpn.engine.device import resolve_device
+    from fbifpn.engine.train import open_run_dir
 
     cfg = load_config(args.profile, args.overrides)
-    result = fit(cfg, args.run_dir, resume=args.resume)
+    dist.setup(resolve_device(cfg.train.device))  # under torchrun: the ranks meet before the data is made
+    open_run_dir(cfg, args.run_dir, args.resume)  # a resume with another config fails before any data is made
+    # Rank 0 alone generates and prepares the synthetic benchmark: ranks doing it side by side would
+    # race on one cache folder.
+    manifest = dist.made_on_main(lambda: cache.prepared_manifest(cfg))
+    result = fit(cfg, manifest, args.run_dir, resume=args.resume)
     if dist.is_main():
         last = result.history[-1] if result.history else {}
         print(
@@ -389,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write the synthetic benchmark (synth-ff, synth-cdf, synth-dfdc)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/data/<size>-seed<N>/)")
-    p.add_argument("--size", default="demo", choices=["smoke", "demo", "paper"], help="benchmark size")
+    p.add_argument("--size", default="demo", choices=list(SIZES), help="benchmark size")
     p.add_argument("--seed", type=int, default=0, help="the seed; the same seed gives identical files")
     p.add_argument(
         "--workers", type=POSITIVE, default=None, help="processes (default: all cores); output is unchanged"
@@ -397,9 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("prep", help="videos -> face crops, masks and manifest.csv (resumable, shardable)")
-    p.add_argument(
-        "--layout", choices=["ffpp", "celebdf", "dfdc", "dfdcp", "deepfakebench"], help="dataset layout"
-    )
+    p.add_argument("--layout", choices=list(LAYOUTS), help="dataset layout")
     p.add_argument("--root", type=Path, help="the dataset's root folder")
     p.add_argument(
         "--out",
@@ -429,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--compression",
-        choices=["raw", "c23", "c40"],
+        choices=list(LEVELS),
         help="FF++ / DeepfakeBench level: raw, c23 (the default where there are levels) or c40",
     )
     p.add_argument(
@@ -438,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detector",
         default="precomputed",
-        choices=["mtcnn", "haar", "yunet", "precomputed"],
+        choices=list(DETECTORS),
         help="face detector (default: precomputed, the sidecar JSON next to each video)",
     )
     p.add_argument(
@@ -486,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detector",
         default="mtcnn",
-        choices=["mtcnn", "haar", "yunet", "precomputed"],
+        choices=list(DETECTORS),
         help="face detector when a video has no sidecar of face boxes (default mtcnn)",
     )
     p.add_argument("--json", type=Path, help="write every result (per face, per frame) to this JSON file")

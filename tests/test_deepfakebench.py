@@ -13,6 +13,7 @@ from fbifpn.cli import main
 from fbifpn.data.manifest import load_manifest
 from fbifpn.data.prep import PrepOptions, prep
 from fbifpn.data.sources import LayoutError, LayoutWarning, deepfakebench, dfdc, ffpp, scan
+from fbifpn.data.sources.base import ScanOptions
 
 PAIRS = {"train": [["000", "001"], ["002", "003"]], "val": [["004", "005"]], "test": [["006", "007"]]}
 CDF_TESTS = (
@@ -40,7 +41,7 @@ def _name(e):
 # 1. DFDC: "label" and "frames" keys beside the videos once ended in AttributeError.
 def test_dfdc_index_with_stray_keys(tmp_path):
     index = trees.dfdc(tmp_path / "rgb", tmp_path, parts=10, per_part=2, n_test=4)
-    entries, notes = scan("deepfakebench", index, tmp_path / "rgb")
+    entries, notes = scan("deepfakebench", tmp_path / "rgb", index=index)
     _one_split_each(entries)
     assert _splits(entries) == {"train": 18, "val": 2, "test": 4}
     val_parts = {e.frames[0].parts[-4] for e in entries if e.split == "val"}
@@ -64,7 +65,7 @@ def test_celebdf_index_keeps_test_videos_out_of_train(tmp_path):
     index = trees.celebdf(tmp_path / "rgb", tmp_path, n_ids=12, n_youtube=4, tests=CDF_TESTS)
     listed = json.loads(index.read_text())["Celeb-DF-v2"]
     assert sum(len(v["train"]) for v in listed.values()) == 28  # every video under train, as written
-    entries, notes = scan("deepfakebench", index, tmp_path / "rgb")
+    entries, notes = scan("deepfakebench", tmp_path / "rgb", index=index)
     _one_split_each(entries)
     test = {e.video_id for e in entries if e.split == "test"}
     assert {_name(e) for e in entries if e.split == "test"} == {rel.split("/")[1][:-4] for rel in CDF_TESTS}
@@ -99,15 +100,15 @@ def test_celebdf_index_leak_does_not_depend_on_key_order(tmp_path):
         label.update(reversed(items))
     flipped = tmp_path / "flipped.json"
     flipped.write_text(json.dumps(data))
-    a, _ = scan("deepfakebench", index, tmp_path / "rgb")
-    b, _ = scan("deepfakebench", flipped, tmp_path / "rgb")
+    a, _ = scan("deepfakebench", tmp_path / "rgb", index=index)
+    b, _ = scan("deepfakebench", tmp_path / "rgb", index=flipped)
     assert [(e.video_id, e.split) for e in a] == [(e.video_id, e.split) for e in b]
 
 
 # 3. DFDCP: val is written equal to test, and the test split once disappeared into val.
 def test_dfdcp_index_keeps_its_test_split(tmp_path):
     index = trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=20, test_from=15)
-    entries, notes = scan("deepfakebench", index, tmp_path / "rgb")
+    entries, notes = scan("deepfakebench", tmp_path / "rgb", index=index)
     _one_split_each(entries)
     splits = _splits(entries)
     assert splits["test"] == 5 * 3 and splits["val"] > 0 and splits["train"] + splits["val"] == 15 * 3
@@ -124,9 +125,9 @@ def test_frames_are_sampled_in_time_order(tmp_path):
     index = trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=2, test_from=1, n=8)
     listed = json.loads(index.read_text())["DFDCP"]["DFDCP_Real"]["test"]["1001_A_000"]["frames"]
     assert [p[-7:-4] for p in listed] == ["001", "006", "003", "000", "005", "002", "007", "004"]
-    entries = deepfakebench.scan(index, tmp_path / "rgb", frames=2)
+    entries = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=index, frames=2))
     assert all([p.name for p in e.frames] == ["000.png", "007.png"] for e in entries)
-    entries = deepfakebench.scan(index, tmp_path / "rgb", frames=3)
+    entries = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=index, frames=3))
     assert all([p.name for p in e.frames] == ["000.png", "004.png", "007.png"] for e in entries)
 
 
@@ -134,13 +135,13 @@ def test_frames_are_sampled_in_time_order(tmp_path):
 def test_absolute_and_foreign_paths_map_onto_root(tmp_path, style):
     root = tmp_path / "copy-of-rgb"
     files = trees.ffpp(root, tmp_path, PAIRS, methods=("Deepfakes",), n=3, style=style)
-    entries = deepfakebench.scan(files["FaceForensics++"], root)
+    entries = deepfakebench.scan(root, ScanOptions(index=files["FaceForensics++"]))
     assert all(p.is_file() for e in entries for p in e.frames)
     assert all(p.is_relative_to(root) for e in entries for p in e.frames)
     fake = next(e for e in entries if e.label == 1)
     assert fake.has_mask and all(m is not None and m.is_file() for m in fake.masks)
     # --root may also name the dataset's folder itself
-    inner = deepfakebench.scan(files["FaceForensics++"], root / "FaceForensics++")
+    inner = deepfakebench.scan(root / "FaceForensics++", ScanOptions(index=files["FaceForensics++"]))
     assert [e.frames for e in inner] == [e.frames for e in entries]
 
 
@@ -148,7 +149,7 @@ def test_renamed_copy_of_an_absolute_index_is_found_by_probing(tmp_path):
     index = trees.dfdcp(tmp_path / "elsewhere", tmp_path, subjects=3, test_from=2, style="posix")
     moved = tmp_path / "mine"
     (tmp_path / "elsewhere" / "DFDCP").rename(moved)  # /data/rgb/DFDCP/... now lives in mine/
-    entries = deepfakebench.scan(index, moved)
+    entries = deepfakebench.scan(moved, ScanOptions(index=index))
     assert all(p.is_file() for e in entries for p in e.frames)
 
 
@@ -156,13 +157,13 @@ def test_no_listed_frame_under_root_is_one_error(tmp_path):
     index = trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=3, test_from=2)
     (tmp_path / "empty").mkdir()
     with pytest.raises(LayoutError, match="none of the listed frames is under"):
-        deepfakebench.scan(index, tmp_path / "empty")
+        deepfakebench.scan(tmp_path / "empty", ScanOptions(index=index))
 
 
 # 5e. The per-method indexes once made "FF-DF" the dataset.
 def test_per_method_and_whole_ffpp_indexes_agree(tmp_path):
     files = trees.ffpp(tmp_path / "rgb", tmp_path, PAIRS, n=3)
-    whole, notes = scan("deepfakebench", files["FaceForensics++"], tmp_path / "rgb")
+    whole, notes = scan("deepfakebench", tmp_path / "rgb", index=files["FaceForensics++"])
     assert notes == []  # FF++'s own val is kept: nothing moved
     _one_split_each(whole)
     assert _splits(whole) == {"train": 4 + 16, "val": 2 + 8, "test": 2 + 8}
@@ -171,26 +172,26 @@ def test_per_method_and_whole_ffpp_indexes_agree(tmp_path):
     assert by_id["FaceForensics++/FF-NT/c23/007_006"] == "test"
     union = {}
     for label in ("FF-DF", "FF-F2F", "FF-FS", "FF-NT"):
-        part = deepfakebench.scan(files[label], tmp_path / "rgb")
+        part = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=files[label]))
         assert {e.dataset for e in part} == {"FaceForensics++"}
         assert {e.method for e in part} == {"real", label}
         union |= {e.video_id: e.split for e in part}
     assert union == by_id
-    renamed = deepfakebench.scan(files["FF-DF"], tmp_path / "rgb", dataset="FF++")
+    renamed = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=files["FF-DF"], dataset="FF++"))
     assert {e.video_id.split("/")[0] for e in renamed} == {"FF++"}
 
 
 def test_compression_levels_one_at_a_time(tmp_path):
     files = trees.ffpp(tmp_path / "rgb", tmp_path, PAIRS, methods=("Deepfakes",), levels=("c23", "c40"), n=2)
     with pytest.warns(LayoutWarning, match="reading c23"):
-        default = deepfakebench.scan(files["FaceForensics++"], tmp_path / "rgb")
+        default = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=files["FaceForensics++"]))
     assert {e.compression for e in default} == {"c23"}
-    c40 = deepfakebench.scan(files["FaceForensics++"], tmp_path / "rgb", compression="c40")
+    c40 = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=files["FaceForensics++"], compression="c40"))
     assert {e.compression for e in c40} == {"c40"} and len(c40) == len(default)
     fake = next(e for e in c40 if e.label == 1)  # c40's masks are the listed c23 ones
     assert all("c23" in m.parts for m in fake.masks)
     with pytest.raises(LayoutError, match="no video at compression raw"):
-        deepfakebench.scan(files["FaceForensics++"], tmp_path / "rgb", compression="raw")
+        deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=files["FaceForensics++"], compression="raw"))
 
 
 @pytest.mark.parametrize(
@@ -214,7 +215,7 @@ def test_unreadable_index_is_one_layout_error_naming_the_key(tmp_path, index, wh
     path = tmp_path / "index.json"
     path.write_text(json.dumps(index))
     with pytest.raises(LayoutError, match=where.replace("/", "/")):
-        deepfakebench.scan(path, tmp_path)
+        deepfakebench.scan(tmp_path, ScanOptions(index=path))
     assert (
         main(
             [
@@ -253,7 +254,7 @@ def test_cli_reads_a_dfdc_index_and_reports_what_it_changed(tmp_path, capsys):
 
 def test_prep_refuses_a_video_listed_twice(tmp_path):
     index = trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=2, test_from=1)
-    entries = deepfakebench.scan(index, tmp_path / "rgb")
+    entries = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=index))
     with pytest.raises(ValueError, match="listed twice"):
         prep([*entries, entries[0]], tmp_path / "out", progress=False)
 
@@ -262,7 +263,7 @@ def test_a_part_made_under_another_split_is_made_again(tmp_path):
     """A folder prepped before this fix holds Celeb-DF test videos as train parts: a rerun must not
     skip them as finished, or their rows keep the leaked split."""
     index = trees.celebdf(tmp_path / "rgb", tmp_path, tests=CDF_TESTS)
-    entries = deepfakebench.scan(index, tmp_path / "rgb")
+    entries = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=index))
     out = tmp_path / "out"
     as_train = [e.__class__(**{**e.__dict__, "split": "train"}) for e in entries]
     prep(as_train, out, progress=False)
@@ -275,7 +276,7 @@ def test_a_part_made_under_another_split_is_made_again(tmp_path):
 def test_manifest_with_a_video_in_two_splits_is_refused(tmp_path):
     index = trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=2, test_from=1)
     out = tmp_path / "out"
-    prep(deepfakebench.scan(index, tmp_path / "rgb"), out, progress=False)
+    prep(deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=index)), out, progress=False)
     df = pd.read_csv(out / "manifest.csv", keep_default_na=False)
     df.loc[df.index[0], "split"] = "train" if df.loc[df.index[0], "split"] == "test" else "test"
     df.to_csv(out / "manifest.csv", index=False)
@@ -312,15 +313,15 @@ def ff_raw(tmp_path):
 def test_ffpp_with_some_methods_downloaded(ff_raw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        entries = ffpp.scan(ff_raw, compression="c40")
+        entries = ffpp.scan(ff_raw, ScanOptions(compression="c40"))
     absent = [str(w.message) for w in caught if issubclass(w.category, LayoutWarning)]
     assert len(absent) == 4 and sum("Face2Face" in m for m in absent) == 1  # each named once
     assert {e.method for e in entries} == {"real", "Deepfakes"}
-    assert {e.method for e in ffpp.scan(ff_raw, methods=("Face2Face",))} == {"real", "Face2Face"}
+    assert {e.method for e in ffpp.scan(ff_raw, ScanOptions(methods=("Face2Face",)))} == {"real", "Face2Face"}
     with pytest.raises(LayoutError, match="Face2Face/c40/videos"):
-        ffpp.scan(ff_raw, compression="c40", methods=("Deepfakes", "Face2Face"))
+        ffpp.scan(ff_raw, ScanOptions(compression="c40", methods=("Deepfakes", "Face2Face")))
     with pytest.raises(LayoutError, match="'DeepFakes'"):
-        ffpp.scan(ff_raw, methods=("DeepFakes",))
+        ffpp.scan(ff_raw, ScanOptions(methods=("DeepFakes",)))
 
 
 def test_ffpp_cli_methods_and_split_folder(ff_raw, tmp_path, capsys):
@@ -392,7 +393,9 @@ def test_one_index_may_mix_path_styles(tmp_path):
         if v == "id3_0000":  # relative, with a folder in front of the dataset's
             frames = [f"rgb/{f}" for f in frames]
         train[v] = {"label": "CelebDFv2_real", "frames": frames}
-    entries = deepfakebench.scan(_index(tmp_path, {"Celeb-DF-v2": {"CelebDFv2_real": {"train": train}}}), rgb)
+    entries = deepfakebench.scan(
+        rgb, ScanOptions(index=_index(tmp_path, {"Celeb-DF-v2": {"CelebDFv2_real": {"train": train}}}))
+    )
     assert len(entries) == 4 and all(p.is_file() for e in entries for p in e.frames)
 
 
@@ -402,7 +405,7 @@ def test_an_index_path_cannot_leave_root(tmp_path):
     trees.crops(tmp_path, "outside/frames/v", 1)
     index = {"DFDCP": {"DFDCP_Real": {"train": {"v": {"frames": ["DFDCP/../../outside/frames/v/000.png"]}}}}}
     with pytest.raises(LayoutError, match="would leave --root"):
-        deepfakebench.scan(_index(tmp_path, index), rgb)
+        deepfakebench.scan(rgb, ScanOptions(index=_index(tmp_path, index)))
 
 
 @pytest.mark.parametrize(
@@ -420,7 +423,7 @@ def test_an_index_path_cannot_leave_root(tmp_path):
 )
 def test_levels_and_videos_do_not_mix(tmp_path, index, where):
     with pytest.raises(LayoutError, match=where):
-        deepfakebench.scan(_index(tmp_path, index), tmp_path)
+        deepfakebench.scan(tmp_path, ScanOptions(index=_index(tmp_path, index)))
 
 
 def test_a_video_under_two_names_is_not_trained_on_when_one_is_test(tmp_path):
@@ -436,14 +439,14 @@ def test_a_video_under_two_names_is_not_trained_on_when_one_is_test(tmp_path):
             },
         }
     }
-    entries, notes = scan("deepfakebench", _index(tmp_path, index), rgb)
+    entries, notes = scan("deepfakebench", rgb, index=_index(tmp_path, index))
     assert sorted((_name(e), e.split) for e in entries) == [("id0_0000", "test"), ("id1_0000", "train")]
     assert [n["videos"] for n in notes if n["change"] == "videos sharing test crops dropped"] == [1]
 
 
 def test_a_failed_part_under_another_split_is_made_again(tmp_path):
     index = trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=2, test_from=1)
-    entries = deepfakebench.scan(index, tmp_path / "rgb")
+    entries = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=index))
     gone = entries[0]
     for p in gone.frames:
         p.unlink()
@@ -463,9 +466,9 @@ def test_unparsable_index_is_one_layout_error(tmp_path, text, why):
     path = tmp_path / "index.json"
     path.write_text(text)
     with pytest.raises(LayoutError, match=why):
-        deepfakebench.scan(path, tmp_path)
+        deepfakebench.scan(tmp_path, ScanOptions(index=path))
     with pytest.raises(LayoutError, match="a folder; --json is the index file"):
-        deepfakebench.scan(tmp_path, tmp_path)
+        deepfakebench.scan(tmp_path, ScanOptions(index=tmp_path))
 
 
 def test_masks_without_frame_numbers_pair_by_name(tmp_path):
@@ -478,7 +481,9 @@ def test_masks_without_frame_numbers_pair_by_name(tmp_path):
         "frames": ["FF/frames/v/a.png", "FF/frames/v/b.png"],
         "masks": ["FF/masks/v/b.png", "FF/masks/v/a.png"],
     }
-    (e,) = deepfakebench.scan(_index(tmp_path, {"FF": {"FF-DF": {"train": {"v": info}}}}), rgb)
+    (e,) = deepfakebench.scan(
+        rgb, ScanOptions(index=_index(tmp_path, {"FF": {"FF-DF": {"train": {"v": info}}}}))
+    )
     assert [(f.name, m.name) for f, m in zip(e.frames, e.masks, strict=True)] == [
         ("a.png", "a.png"),
         ("b.png", "b.png"),

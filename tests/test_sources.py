@@ -1,11 +1,14 @@
 """Layout adapters on mini trees written in each real layout."""
 
+import dataclasses
+import inspect
 import json
 
 import pytest
 from conftest import noise_frames, write_cv_video
 
 from fbifpn.data.sources import LayoutError, celebdf, deepfakebench, dfdc, dfdcp, ffpp
+from fbifpn.data.sources.base import ScanOptions
 
 
 def _touch_video(path):
@@ -32,7 +35,7 @@ def ff_tree(tmp_path):
 
 
 def test_ffpp_scan(ff_tree):
-    entries = ffpp.scan(ff_tree, compression="c23")
+    entries = ffpp.scan(ff_tree, ScanOptions(compression="c23"))
     assert len(entries) == 6 + 6 + 6
     by_id = {e.video_id: e for e in entries}
     assert len(by_id) == len(entries)  # globally unique ids
@@ -55,7 +58,7 @@ def test_ffpp_scan(ff_tree):
 
 def test_ffpp_broken_trees_name_what_is_missing(ff_tree):
     with pytest.raises(LayoutError, match=r"original_sequences/youtube/c40/videos"):
-        ffpp.scan(ff_tree, compression="c40")
+        ffpp.scan(ff_tree, ScanOptions(compression="c40"))
     (ff_tree / "splits/val.json").unlink()
     with pytest.raises(LayoutError, match=r"splits/val\.json"):
         ffpp.scan(ff_tree)
@@ -97,7 +100,7 @@ def test_celebdf_train_index_cannot_leak_test_videos(cdf_tree, tmp_path):
     everything = [str(p.relative_to(cdf_tree)) for p in cdf_tree.rglob("*.mp4")]
     index = tmp_path / "train.json"
     index.write_text(json.dumps(everything))  # a peer's index that puts all videos in train
-    entries = celebdf.scan(cdf_tree, train_list=index)
+    entries = celebdf.scan(cdf_tree, ScanOptions(train_list=index))
     trainish = {e.path for e in entries if e.split in ("train", "val")}
     tests = {e.path for e in entries if e.split == "test"}
     assert len(tests) == 3 and not trainish & tests
@@ -174,7 +177,7 @@ def test_deepfakebench_ids_masks_and_even_spacing(tmp_path):
         index["FaceForensics++"][label] = {"train": {"c23": {video: {"label": label, "frames": frames}}}}
     json_path = tmp_path / "FaceForensics++.json"
     json_path.write_text(json.dumps(index))
-    entries = deepfakebench.scan(json_path, root, frames=4)
+    entries = deepfakebench.scan(root, ScanOptions(index=json_path, frames=4))
     fakes = [e for e in entries if e.label == 1]
     assert len({e.video_id for e in fakes}) == 4  # 000_003 of four methods stays four videos
     assert all(len(e.frames) == 4 for e in entries)
@@ -185,4 +188,14 @@ def test_deepfakebench_ids_masks_and_even_spacing(tmp_path):
     assert by_method["real"].has_mask and by_method["real"].label == 0  # a real: all-zero mask
     assert by_method["real"].compression == "c23"
     with pytest.raises(LayoutError, match="no video"):
-        deepfakebench.scan(json_path, root, frames=4, compression="c40")
+        deepfakebench.scan(root, ScanOptions(index=json_path, frames=4, compression="c40"))
+
+
+@pytest.mark.parametrize("adapter", [ffpp, celebdf, dfdc, dfdcp, deepfakebench])
+def test_every_adapter_has_one_signature_and_refuses_options_it_does_not_take(adapter, tmp_path):
+    assert list(inspect.signature(adapter.scan).parameters) == ["root", "options"]
+    assert {f.name for f in dataclasses.fields(ScanOptions)} >= adapter.TAKES
+    unused = next(f.name for f in dataclasses.fields(ScanOptions) if f.name not in adapter.TAKES)
+    value = ("x",) if unused == "methods" else tmp_path if unused.endswith(("_dir", "_list")) else 7
+    with pytest.raises(LayoutError, match=f"layout takes no {unused} option"):
+        adapter.scan(tmp_path, ScanOptions(**{unused: value}))

@@ -9,6 +9,11 @@ import shutil
 from pathlib import Path
 
 from fbifpn.config import Config
+from fbifpn.data.prep import PrepOptions, prep, record_options, recorded_options
+from fbifpn.data.sources import LAYOUTS, ScanOptions
+from fbifpn.data.synthetic import generate
+from fbifpn.data.synthetic.generate import MARKER
+from fbifpn.data.synthetic.methods import METHODS
 
 LAYOUT_OF = {"synth-ff": "ffpp", "synth-cdf": "celebdf", "synth-dfdc": "dfdc"}
 
@@ -23,6 +28,11 @@ def default_prep_out(root: Path, compression: str | None = None) -> Path | None:
     return None
 
 
+def synthetic_prep_options(cfg: Config) -> PrepOptions:
+    """The options the synthetic benchmark is prepared with: sidecar faces, prep's box crops."""
+    return PrepOptions(frames=cfg.data.prep_frames, size=cfg.data.crop_size)
+
+
 def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = True) -> Path:
     """The manifest folder for `cfg.data` (made if missing). `dataset` picks another synthetic set
     of the same benchmark, e.g. synth-cdf for a cross-dataset test."""
@@ -33,30 +43,25 @@ def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = 
                 f"data.manifest: {path} does not exist (run `python -m fbifpn prep` first)"
             )
         return path
-    from fbifpn.data.prep import PrepOptions, prep, record_options, recorded_options
-    from fbifpn.data.sources import LAYOUTS
-    from fbifpn.data.synthetic import generate
-    from fbifpn.data.synthetic.generate import MARKER
-    from fbifpn.data.synthetic.methods import METHODS
-
     name = dataset or cfg.data.dataset
     root = (
         generate(size=cfg.data.synthetic, seed=cfg.data.seed, workers=os.cpu_count(), progress=progress)
         / name
     )
-    kwargs = {"compression": cfg.data.compression} if LAYOUT_OF[name] == "ffpp" else {}
-    out = default_prep_out(root, **kwargs)
-    if LAYOUT_OF[name] == "ffpp":
-        kwargs["methods"] = METHODS  # the benchmark's four: FF++'s FaceShifter is not missing from it
+    layout = LAYOUTS[LAYOUT_OF[name]]
+    # The FF++ layout keeps each level in its own folder, and its methods are the benchmark's four
+    # (FF++'s FaceShifter is not missing from it); the other layouts take neither option.
+    extra = {"compression": cfg.data.compression, "methods": METHODS} if LAYOUT_OF[name] == "ffpp" else {}
+    out = default_prep_out(root, extra.get("compression"))
     marker = (root.parent / MARKER).read_text()
     # A cache without the marker predates it: its version is unknown, so it is made again too.
     made_from = (out / MARKER).read_text() if (out / MARKER).is_file() else None
     if out.exists() and made_from != marker:
         print(f"{out}: prepared from another version of the benchmark; preparing it again")
         shutil.rmtree(out)
-    options = PrepOptions(frames=cfg.data.prep_frames, size=cfg.data.crop_size)
+    options = synthetic_prep_options(cfg)
     if not (out / "manifest.csv").is_file():
-        entries = LAYOUTS[LAYOUT_OF[name]].scan(root, dataset=name, **kwargs)
+        entries = layout.scan(root, ScanOptions(dataset=name, **extra))
         prep(entries, out, options, workers=os.cpu_count() or 1, progress=progress)
         (out / MARKER).write_text(marker)
     elif recorded_options(out) is None:  # a cache prepared before prep recorded its options

@@ -7,7 +7,7 @@ import json
 import re
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 
@@ -45,6 +45,35 @@ class VideoEntry:
     frames: tuple[Path, ...] = field(default=())
     masks: tuple[Path | None, ...] = field(default=())
     landmarks: tuple[Path | None, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What every adapter's `scan(root, options)` may be told besides the root. Each adapter names
+    the options its layout has a use for in `TAKES` and refuses the others by name."""
+
+    dataset: str | None = None  # the name its entries carry; None: the layout's own
+    compression: str | None = None  # FF++: the level's folder; DeepfakeBench: the level to read
+    methods: tuple[str, ...] | None = None  # FF++: the manipulations required (None: those present)
+    splits_dir: Path | None = None  # FF++: the folder of train/val/test.json
+    train_list: Path | None = None  # Celeb-DF: an index that names the train videos
+    index: Path | None = None  # DeepfakeBench: its JSON index of crops
+    frames: int | None = 32  # DeepfakeBench: crops read per video, evenly spaced (None: all listed)
+
+    def given(self) -> set[str]:
+        """The options set to something other than their default."""
+        default = ScanOptions()
+        return {f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+
+
+def taken(options: ScanOptions | None, takes: frozenset[str], layout: str) -> ScanOptions:
+    """`options` (the defaults when None) once none is one that `layout` has no use for."""
+    options = options or ScanOptions()
+    if unused := sorted(options.given() - takes):
+        raise LayoutError(
+            f"the {layout} layout takes no {unused[0]} option (it takes: {', '.join(sorted(takes)) or 'none'})"
+        )
+    return options
 
 
 def unmasked_entry(dataset: str, split: str, method: str, label: int, vid: str, path: Path) -> VideoEntry:

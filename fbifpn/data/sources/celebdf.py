@@ -17,12 +17,14 @@ from pathlib import Path
 
 from fbifpn.data.sources.base import (
     LayoutError,
+    ScanOptions,
     VideoEntry,
     below,
     carve_val,
     listed_parts,
     note,
     require,
+    taken,
     unmasked_entry,
     video_id,
 )
@@ -52,7 +54,14 @@ def read_test_list(path: Path) -> dict[str, int]:
     return tests
 
 
-def scan(root: Path, dataset: str = "Celeb-DF-v2", train_list: Path | None = None) -> list[VideoEntry]:
+# The level a layout reads by default; None where levels are not separate folders.
+DEFAULT_COMPRESSION = None
+TAKES = frozenset(["dataset", "train_list"])
+
+
+def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
+    options = taken(options, TAKES, "celebdf")
+    dataset, train_list = options.dataset or "Celeb-DF-v2", options.train_list
     root = Path(root)
     require(root, "Celeb-DF-v2 root")
     tests = read_test_list(require(root / "List_of_testing_videos.txt", "Celeb-DF-v2 test list"))

@@ -33,6 +33,7 @@ from pathlib import Path
 from fbifpn.data.sources import celebdf, dfdc
 from fbifpn.data.sources.base import (
     LayoutError,
+    ScanOptions,
     VideoEntry,
     below,
     carve_val,
@@ -41,6 +42,7 @@ from fbifpn.data.sources.base import (
     listed_parts,
     note,
     require,
+    taken,
     video_id,
 )
 from fbifpn.data.video import evenly_spaced
@@ -353,15 +355,18 @@ def _once(json_path: Path, entries: list[VideoEntry]) -> list[VideoEntry]:
     return list(first.values())
 
 
-def scan(
-    json_path: Path,
-    root: Path,
-    frames: int | None = 32,
-    compression: str | None = None,
-    dataset: str | None = None,
-) -> list[VideoEntry]:
+# The level a layout reads by default; None where levels are not separate folders.
+DEFAULT_COMPRESSION = None
+TAKES = frozenset(["compression", "dataset", "frames", "index"])
+
+
+def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
     """The index's videos with one split each (see the module's rule); `dataset` renames them."""
-    json_path, root = Path(json_path), Path(root)
+    options = taken(options, TAKES, "deepfakebench")
+    if options.index is None:
+        raise LayoutError("the deepfakebench layout needs its JSON index (the index option, --json)")
+    json_path, root = Path(options.index), Path(root)
+    frames, compression, dataset = options.frames, options.compression, options.dataset
     index = _read(json_path)
     if not require(root, "DeepfakeBench data root").is_dir():
         raise LayoutError(f"{root}: not a folder; --root is the folder that holds the dataset's folder")

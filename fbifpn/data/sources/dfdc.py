@@ -14,7 +14,16 @@ import csv
 import re
 from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, read_index, require, unmasked_entry, video_id
+from fbifpn.data.sources.base import (
+    LayoutError,
+    ScanOptions,
+    VideoEntry,
+    read_index,
+    require,
+    taken,
+    unmasked_entry,
+    video_id,
+)
 
 
 def _part_number(name: str) -> int:
@@ -28,7 +37,14 @@ def held_out_parts(names: list[str]) -> set[str]:
     return set(ordered[len(ordered) - n_val :])
 
 
-def scan(root: Path, dataset: str = "DFDC") -> list[VideoEntry]:
+# The level a layout reads by default; None where levels are not separate folders.
+DEFAULT_COMPRESSION = None
+TAKES = frozenset(["dataset"])
+
+
+def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
+    options = taken(options, TAKES, "dfdc")
+    dataset = options.dataset or "DFDC"
     root = Path(root)
     require(root, "DFDC root")
     parts = [p for p in root.glob("dfdc_train_part_*") if p.is_dir()] or [

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from fbifpn.data.sources.base import (
     LayoutError,
+    ScanOptions,
     VideoEntry,
     carve_val,
     read_index,
     require,
+    taken,
     unmasked_entry,
     video_id,
 )
@@ -26,7 +28,14 @@ def _identity(rel: str) -> str:
     return parts[1] if len(parts) > 2 else Path(rel).stem
 
 
-def scan(root: Path, dataset: str = "DFDCP") -> list[VideoEntry]:
+# The level a layout reads by default; None where levels are not separate folders.
+DEFAULT_COMPRESSION = None
+TAKES = frozenset(["dataset"])
+
+
+def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
+    options = taken(options, TAKES, "dfdcp")
+    dataset = options.dataset or "DFDCP"
     root = Path(root)
     index_path = require(require(root, "DFDCP root") / "dataset.json", "DFDCP index")
     index = read_index(index_path)

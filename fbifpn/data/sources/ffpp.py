@@ -19,7 +19,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fbifpn.data.sources.base import LayoutError, VideoEntry, note, require, video_id
+from fbifpn.data.sources.base import (
+    LayoutError,
+    ScanOptions,
+    VideoEntry,
+    note,
+    require,
+    taken,
+    video_id,
+)
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 MASKED = {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}
@@ -65,20 +73,21 @@ def _methods(manip: Path, compression: str, methods: tuple[str, ...] | None, dat
     return present
 
 
-def scan(
-    root: Path,
-    compression: str = "c23",
-    splits: tuple[str, ...] = SPLITS,
-    dataset: str = "FF++",
-    methods: tuple[str, ...] | None = None,
-    splits_dir: Path | None = None,
-) -> list[VideoEntry]:
+# The level a layout reads by default; None where levels are not separate folders.
+DEFAULT_COMPRESSION = "c23"
+TAKES = frozenset(["compression", "dataset", "methods", "splits_dir"])
+
+
+def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
+    options = taken(options, TAKES, "ffpp")
+    compression, dataset = options.compression or DEFAULT_COMPRESSION, options.dataset or "FF++"
+    methods, splits_dir = options.methods, options.splits_dir
     root = Path(root)
     require(root, "FaceForensics++ root")
     lists = split_folder(root, splits_dir)
     split_of: dict[str, str] = {}
     pairs: dict[str, list[tuple[str, str]]] = {}
-    for split in sorted(splits, key=SPLITS.index):  # test last: a video it lists is test
+    for split in SPLITS:  # test last: a video it lists is test
         path = require(lists / f"{split}.json", f"FF++ {split} split list")
         try:
             pairs[split] = [(str(a), str(b)) for a, b in json.loads(path.read_text())]
