@@ -14,17 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fbifpn import metrics
-from fbifpn.config import Config, replace_dotted
+from fbifpn import atomic, metrics
+from fbifpn.config import Config, with_overrides
 from fbifpn.data.sources.ffpp import METHODS
 from fbifpn.metrics import Protocol
-
-
-def with_overrides(cfg: Config, overrides: dict) -> Config:
-    """A copy of `cfg` with dotted overrides (validated like any config)."""
-    from fbifpn.config import config_from_dict
-
-    return config_from_dict(replace_dotted(cfg, overrides).to_dict())
 
 
 def prepared_sets(cfg: Config, data_root: str | Path = "") -> dict[str, Path]:
@@ -70,14 +63,17 @@ def trained(cfg: Config, run_dir: Path, progress: bool = True, notebook: str = "
     naming the notebook that trains it, never a silent retraining."""
     import os
 
+    from fbifpn.data.cache import prepared_manifest
     from fbifpn.engine import fit
+    from fbifpn.engine.train import open_run_dir
 
     if os.environ.get(FIGURES_ONLY) == "1" and not finished(cfg, run_dir):
         where = f" (run notebooks/{notebook}.ipynb, or make demo)" if notebook else " (run make demo)"
         raise FileNotFoundError(
             f"{run_dir}: no finished training run, and figures only were asked for{where}"
         )
-    result = fit(cfg, run_dir, resume=True, progress=progress)
+    open_run_dir(cfg, run_dir, resume=True)  # a run folder of another config fails before any data is made
+    result = fit(cfg, prepared_manifest(cfg, progress=progress), run_dir, resume=True, progress=progress)
     if result.best_checkpoint is None:
         raise RuntimeError(f"{run_dir}: training finished without a validation-chosen checkpoint")
     return result
@@ -228,8 +224,9 @@ def with_mask_evidence(folder: Path, beta: float) -> dict:
         ),
         "beta": beta,
         "score": f"(1 - beta) p_cls + beta topk_mean(mask), beta = {beta:g} (rescored from {folder})",
+        "config": config | {"model": config["model"] | {"beta": beta}},  # the beta that scored
     }
-    (folder / f"metrics-beta{beta:g}.json").write_text(json.dumps(report, indent=1))
+    atomic.write_text(folder / f"metrics-beta{beta:g}.json", json.dumps(report, indent=1))
     return report
 
 

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from fbifpn.config import Config
 from fbifpn.losses import MultiTaskLoss
-from fbifpn.models import build_model
+from fbifpn.models.net import build_model
 
 
 def toy_batch(image_size: int, batch_size: int = 8, seed: int = 0) -> dict:
@@ -91,7 +91,7 @@ def learnability(
     )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
-        model = fit(cfg, run_dir, progress=progress).model
+        model = fit(cfg, manifest, run_dir, progress=progress).model
     seconds = time.perf_counter() - start
     test = FrameDataset(
         manifest,

@@ -454,13 +454,16 @@ def test_detect_names_a_fifo_input(files, tmp_path):
     assert "not a regular file" in entry["error"]
 
 
-def test_resume_with_another_profile_is_refused_before_any_data_is_made(files, tmp_path, monkeypatch):
+def test_resume_with_another_profile_is_refused_before_any_data_is_made(files, tmp_path, monkeypatch, capsys):
+    import fbifpn.data.cache as cache_module
     import fbifpn.engine.train as train_module
 
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(files["good"], run / "last.pt")
-    made = []
-    monkeypatch.setattr(train_module, "prepared_manifest", lambda *a, **k: made.append(a))
+    touched = []
+    monkeypatch.setattr(cache_module, "prepared_manifest", lambda *a, **k: touched.append("made"))
+    monkeypatch.setattr(train_module, "load_manifest", lambda *a, **k: touched.append("read"))
     assert main(["train", "--profile", "demo", "--run-dir", str(run), "--resume"]) == 2
-    assert made == []  # refused before the demo benchmark is built or read (calls counted)
+    assert "its config differs" in capsys.readouterr().err
+    assert touched == []  # refused before the demo benchmark is built or read (calls counted)

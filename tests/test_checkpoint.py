@@ -1,6 +1,8 @@
 """Checkpoint integrity: a digest checked on every load, a clear refusal of every unusable file, no
 orphan temporary files, and a resume that refuses any config change that alters the training."""
 
+import dataclasses
+import json
 import re
 import struct
 import zipfile
@@ -8,8 +10,9 @@ import zipfile
 import pytest
 import torch
 
-from fbifpn import build_model, load_config
+from fbifpn import atomic, build_model, load_config
 from fbifpn.cli import main
+from fbifpn.config import config_from_dict
 from fbifpn.data.cache import prepared_manifest
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.engine import fit
@@ -127,8 +130,8 @@ def test_a_checkpoint_from_before_digests_loads_with_a_warning_and_gains_one(smo
 
 def test_a_save_removes_the_temporary_files_a_killed_save_left(smoke, tmp_path):
     ckpt.save(tmp_path / "last.pt", **_content(smoke))
-    orphans = [tmp_path / "last.ptk3v_9xq2.tmp", tmp_path / "last.pt0a1b2c3d.tmp"]
-    others = [tmp_path / "best.ptk3v_9xq2.tmp", tmp_path / "notes.tmp", tmp_path / "last.pt.txt"]
+    orphans = [atomic.temp_beside(tmp_path / "last.pt") for _ in range(2)]
+    others = [atomic.temp_beside(tmp_path / "best.pt"), tmp_path / "notes.tmp", tmp_path / "last.pt.txt"]
     for f in orphans + others:
         f.write_bytes(b"half a checkpoint")
     ckpt.save(tmp_path / "last.pt", **_content(smoke))
@@ -137,10 +140,10 @@ def test_a_save_removes_the_temporary_files_a_killed_save_left(smoke, tmp_path):
 
 
 def test_resume_names_every_key_that_changes_the_training(smoke_manifest, tmp_path):
-    fit(load_config("smoke", SHORT), tmp_path / "run", progress=False)
+    fit(load_config("smoke", SHORT), smoke_manifest, tmp_path / "run", progress=False)
     changed = load_config("smoke", [*SHORT, "train.batch_size=4", "optim.lr=0.01", "train.log_every=1"])
     with pytest.raises(ckpt.CheckpointError) as error:
-        fit(changed, tmp_path / "run", resume=True, progress=False)
+        fit(changed, smoke_manifest, tmp_path / "run", resume=True, progress=False)
     message = str(error.value)
     assert str(tmp_path / "run/last.pt") in message
     assert "optim.lr (0.001 vs 0.01)" in message and "train.batch_size (8 vs 4)" in message
@@ -148,9 +151,15 @@ def test_resume_names_every_key_that_changes_the_training(smoke_manifest, tmp_pa
 
 
 def test_resume_accepts_keys_that_do_not_change_the_training(smoke_manifest, tmp_path):
-    fit(load_config("smoke", SHORT), tmp_path / "run", progress=False)
+    fit(load_config("smoke", SHORT), smoke_manifest, tmp_path / "run", progress=False)
     harmless = ["train.log_every=1", "eval.bootstrap=10", "notebooks.gradcam_frames=2", "profile=other"]
-    result = fit(load_config("smoke", [*SHORT, *harmless]), tmp_path / "run", resume=True, progress=False)
+    result = fit(
+        load_config("smoke", [*SHORT, *harmless]),
+        smoke_manifest,
+        tmp_path / "run",
+        resume=True,
+        progress=False,
+    )
     assert result.steps == 2
 
 
@@ -158,13 +167,72 @@ def test_resume_restores_the_thread_count_it_was_trained_with(
     smoke_manifest, tmp_path, threads, capsys, monkeypatch
 ):
     torch.set_num_threads(2)
-    fit(load_config("smoke", SHORT), tmp_path / "run", progress=False)
+    fit(load_config("smoke", SHORT), smoke_manifest, tmp_path / "run", progress=False)
     assert torch.load(tmp_path / "run/last.pt", weights_only=True)["torch_threads"] == 2
     torch.set_num_threads(1)
     calls = []
     real = torch.set_num_threads
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n) or real(n))
-    fit(load_config("smoke", SHORT), tmp_path / "run", resume=True, progress=False)
+    fit(load_config("smoke", SHORT), smoke_manifest, tmp_path / "run", resume=True, progress=False)
     assert calls == [2, 1]  # the run's count while it trains, the caller's back afterwards
     assert torch.get_num_threads() == 1
     assert "torch threads set to 2 (was 1)" in capsys.readouterr().out
+
+
+def test_a_checkpoint_carries_its_manifests_prep_options_which_a_resume_does_not_compare(
+    smoke_manifest, tmp_path
+):
+    """How the training crops were cut travels with the weights (`detect` cuts the same way); it is
+    a fact about the data, not config, so the resume check leaves it alone."""
+    from fbifpn.data.manifest import load_manifest
+    from fbifpn.data.prep import recorded_options
+
+    cfg = load_config("smoke", SHORT)
+    fit(cfg, smoke_manifest, tmp_path / "run", progress=False)
+    made_with = dataclasses.asdict(recorded_options(smoke_manifest))
+    for name in ("best.pt", "last.pt"):
+        assert ckpt.load(tmp_path / "run" / name)[ckpt.PREP] == made_with
+    saved = ckpt.load(tmp_path / "run/last.pt")
+    other_crops = {**saved, ckpt.PREP: {**made_with, "size": 2 * made_with["size"]}}
+    ckpt.check_resume_config(other_crops, cfg, tmp_path / "run/last.pt")
+    # an index of crops prep did not cut (no prep_options.json beside the CSV): nothing to carry
+    load_manifest(smoke_manifest).to_csv(tmp_path / "index.csv", index=False)
+    fit(cfg, tmp_path / "index.csv", tmp_path / "from_index", progress=False)
+    assert ckpt.load(tmp_path / "from_index/last.pt")[ckpt.PREP] is None
+
+
+def test_what_a_trained_variant_saves_is_the_model_it_built(smoke_manifest, tmp_path):
+    from fbifpn.engine.evaluate import evaluate_checkpoint
+
+    cfg = load_config("smoke", [*SHORT, "model.variant=fpn"])
+    result = fit(cfg, smoke_manifest, tmp_path / "run", progress=False)
+    report = evaluate_checkpoint(
+        result.best_checkpoint, smoke_manifest, tmp_path / "eval", frames=1, tta_flip=False, progress=False
+    )
+    stored = [
+        json.loads((tmp_path / "run" / "config.json").read_text()),
+        ckpt.load(result.best_checkpoint)["config"],
+        ckpt.load(result.last_checkpoint)["config"],
+        report["config"],
+        json.loads((tmp_path / "eval" / "metrics.json").read_text())["config"],
+    ]
+    for config in stored:
+        assert (config["model"]["neck"]["topology"], config["model"]["neck"]["attention"]) == ("fpn", "none")
+        rebuilt = build_model(config_from_dict(config), pretrained=False)
+        assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+            k: v.shape for k, v in result.model.state_dict().items()
+        }
+
+
+def test_a_resume_on_crops_cut_another_way_is_refused(smoke_manifest, tmp_path):
+    cfg = load_config("smoke", SHORT)
+    fit(cfg, smoke_manifest, tmp_path / "run", progress=False)
+    saved = ckpt.load(tmp_path / "run/last.pt")
+    saved.pop(ckpt.DIGEST, None)
+    size = saved[ckpt.PREP]["size"]
+    ckpt.save(tmp_path / "run/last.pt", **{**saved, ckpt.PREP: {**saved[ckpt.PREP], "size": 2 * size}})
+    with pytest.raises(
+        ckpt.CheckpointError,
+        match=rf"cut with size={2 * size}, but this manifest's were cut with size={size}",
+    ):
+        fit(cfg, smoke_manifest, tmp_path / "run", resume=True, progress=False)

@@ -19,6 +19,7 @@ from fbifpn.data.cache import prepared_manifest
 from fbifpn.data.manifest import load_manifest
 from fbifpn.engine import NonFiniteLoss, fit
 from fbifpn.engine import checkpoint as ckpt
+from fbifpn.engine.train import BalancedSampler, training_set
 
 QUICK = ["train.epochs=2"]
 
@@ -37,7 +38,7 @@ def _same(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _killed(cfg, run_dir, monkeypatch, when):
+def _killed(cfg, manifest, run_dir, monkeypatch, when):
     """`fit` stopped as by Ctrl-C right after the first checkpoint save for which `when(path, content)`
     holds; the save itself completes, as an atomic write does."""
     real_save = ckpt.save
@@ -49,12 +50,12 @@ def _killed(cfg, run_dir, monkeypatch, when):
 
     monkeypatch.setattr(ckpt, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        fit(cfg, run_dir, progress=False)
+        fit(cfg, manifest, run_dir, progress=False)
     monkeypatch.setattr(ckpt, "save", real_save)
 
 
 def test_smoke_training_lowers_the_loss_and_beats_chance(smoke_manifest, tmp_path):
-    result = fit(load_config("smoke"), tmp_path / "run", progress=False)
+    result = fit(load_config("smoke"), smoke_manifest, tmp_path / "run", progress=False)
     lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
     train = [json.loads(line) for line in lines if '"train"' in line]
     assert train[-1]["total"] < train[0]["total"]
@@ -65,19 +66,25 @@ def test_smoke_training_lowers_the_loss_and_beats_chance(smoke_manifest, tmp_pat
 
 
 def test_two_runs_with_one_seed_are_identical(smoke_manifest, tmp_path):
-    a = fit(load_config("smoke", QUICK), tmp_path / "a", progress=False)
-    b = fit(load_config("smoke", QUICK), tmp_path / "b", progress=False)
+    a = fit(load_config("smoke", QUICK), smoke_manifest, tmp_path / "a", progress=False)
+    b = fit(load_config("smoke", QUICK), smoke_manifest, tmp_path / "b", progress=False)
     assert a.history == b.history
     assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
 
 
 def test_killed_mid_epoch_then_resumed_is_bit_identical(smoke_manifest, tmp_path, monkeypatch):
     cfg = load_config("smoke", QUICK)
-    fit(cfg, tmp_path / "whole", progress=False)
+    fit(cfg, smoke_manifest, tmp_path / "whole", progress=False)
     # a step checkpoint, mid-epoch
-    _killed(cfg, tmp_path / "killed", monkeypatch, lambda path, c: c["step"] == 4 and c["batch"] != 0)
+    _killed(
+        cfg,
+        smoke_manifest,
+        tmp_path / "killed",
+        monkeypatch,
+        lambda path, c: c["step"] == 4 and c["batch"] != 0,
+    )
     assert ckpt.load(tmp_path / "killed/last.pt")["batch"] == 4  # it really stopped mid-epoch
-    fit(cfg, tmp_path / "killed", resume=True, progress=False)
+    fit(cfg, smoke_manifest, tmp_path / "killed", resume=True, progress=False)
     assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "killed"))
 
 
@@ -85,7 +92,7 @@ def test_val_every_validates_on_its_schedule_and_chooses_over_it(smoke_manifest,
     """Every 4th step is validated, and the last (smoke: 7 steps per epoch, so 4, 8, 12, 14), not the
     end of epoch 0. A kill after step 4's validation, then a resume, validates step 4 once."""
     cfg = load_config("smoke", QUICK + ["train.val_every=4", "train.ckpt_every=0"])
-    whole = fit(cfg, tmp_path / "whole", progress=False)
+    whole = fit(cfg, smoke_manifest, tmp_path / "whole", progress=False)
     steps = [r["step"] for r in whole.history]
     per_epoch = whole.steps // 2
     assert per_epoch % 4 and steps == sorted({*range(4, 2 * per_epoch + 1, 4), 2 * per_epoch})
@@ -95,11 +102,22 @@ def test_val_every_validates_on_its_schedule_and_chooses_over_it(smoke_manifest,
     assert whole.best_step == best["step"] and whole.best_metric == best["video_auc"]
     assert ckpt.load(tmp_path / "whole/best.pt")["best_step"] == best["step"]
     # validating more often chooses among more checkpoints but trains exactly the same weights
-    fit(load_config("smoke", QUICK + ["train.ckpt_every=0"]), tmp_path / "plain", progress=False)
+    fit(
+        load_config("smoke", QUICK + ["train.ckpt_every=0"]),
+        smoke_manifest,
+        tmp_path / "plain",
+        progress=False,
+    )
     assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "plain"))
 
-    _killed(cfg, tmp_path / "killed", monkeypatch, lambda path, c: path.name == "last.pt" and c["step"] == 4)
-    resumed = fit(cfg, tmp_path / "killed", resume=True, progress=False)
+    _killed(
+        cfg,
+        smoke_manifest,
+        tmp_path / "killed",
+        monkeypatch,
+        lambda path, c: path.name == "last.pt" and c["step"] == 4,
+    )
+    resumed = fit(cfg, smoke_manifest, tmp_path / "killed", resume=True, progress=False)
     assert [r["step"] for r in resumed.history] == steps
     assert _same(_weights(tmp_path / "whole"), _weights(tmp_path / "killed"))
 
@@ -111,7 +129,7 @@ def test_resumed_under_another_thread_count_is_still_bit_identical(smoke_manifes
     cfg = load_config("smoke", QUICK)
     try:
         torch.set_num_threads(2)
-        fit(cfg, tmp_path / "whole", progress=False)
+        fit(cfg, smoke_manifest, tmp_path / "whole", progress=False)
         real_save = ckpt.save
 
         def save_then_die(path, **content):
@@ -121,10 +139,10 @@ def test_resumed_under_another_thread_count_is_still_bit_identical(smoke_manifes
 
         monkeypatch.setattr(ckpt, "save", save_then_die)
         with pytest.raises(KeyboardInterrupt):
-            fit(cfg, tmp_path / "killed", progress=False)
+            fit(cfg, smoke_manifest, tmp_path / "killed", progress=False)
         monkeypatch.setattr(ckpt, "save", real_save)
         torch.set_num_threads(1)  # another machine, or a notebook that set its own
-        fit(cfg, tmp_path / "killed", resume=True, progress=False)
+        fit(cfg, smoke_manifest, tmp_path / "killed", resume=True, progress=False)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -140,7 +158,7 @@ def test_the_test_split_is_never_opened(smoke_manifest, tmp_path, monkeypatch):
         return real_imread(path, *args)
 
     monkeypatch.setattr(dataset_module.cv2, "imread", spy)
-    fit(load_config("smoke", ["train.epochs=1"]), tmp_path / "run", progress=False)
+    fit(load_config("smoke", ["train.epochs=1"]), smoke_manifest, tmp_path / "run", progress=False)
     df = load_manifest(smoke_manifest)
     test_files = set(df[df.split == "test"].image) | set(df[df.split == "test"]["mask"])
     assert opened and not test_files & set(opened)
@@ -151,7 +169,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(smoke_manifest
     import fbifpn.engine.train as train_module
 
     cfg = load_config("smoke", ["train.epochs=2"])
-    _killed(cfg, tmp_path / "run", monkeypatch, lambda path, c: path.name == "last.pt" and c["epoch"] == 1)
+    _killed(
+        cfg,
+        smoke_manifest,
+        tmp_path / "run",
+        monkeypatch,
+        lambda path, c: path.name == "last.pt" and c["epoch"] == 1,
+    )
     before = hashlib.sha256((tmp_path / "run/last.pt").read_bytes()).hexdigest()
 
     class NaNLoss(train_module.MultiTaskLoss):  # the config cannot say NaN: its ranges refuse it
@@ -161,15 +185,16 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(smoke_manifest
 
     monkeypatch.setattr(train_module, "MultiTaskLoss", NaNLoss)
     with pytest.raises(NonFiniteLoss, match="non-finite"):
-        fit(cfg, tmp_path / "run", resume=True, progress=False)
+        fit(cfg, smoke_manifest, tmp_path / "run", resume=True, progress=False)
     assert hashlib.sha256((tmp_path / "run/last.pt").read_bytes()).hexdigest() == before
 
 
 def test_resume_with_another_model_is_refused(smoke_manifest, tmp_path):
-    fit(load_config("smoke", ["train.epochs=1"]), tmp_path / "run", progress=False)
+    fit(load_config("smoke", ["train.epochs=1"]), smoke_manifest, tmp_path / "run", progress=False)
     with pytest.raises(ckpt.CheckpointError, match=r"model\.neck\.width"):
         fit(
             load_config("smoke", ["train.epochs=2", "model.neck.width=16"]),
+            smoke_manifest,
             tmp_path / "run",
             resume=True,
             progress=False,
@@ -214,13 +239,14 @@ def test_missing_rows_are_skipped_and_reported_or_fatal_when_strict(smoke_manife
     gone = df[df.split == "train"].image.iloc[0]
     os.remove(copy / gone)
     cfg = load_config("smoke", ["train.epochs=1", f"data.manifest={copy}"])
-    result = fit(cfg, tmp_path / "run", progress=False)
+    result = fit(cfg, copy, tmp_path / "run", progress=False)
     assert result.skipped_rows == 1
     report = json.loads((tmp_path / "run/report.json").read_text())
     assert report["skipped_rows"][0]["file"].endswith(gone)
     with pytest.raises(FileNotFoundError, match="strict"):
         fit(
             load_config("smoke", ["train.epochs=1", f"data.manifest={copy}", "data.strict=true"]),
+            copy,
             tmp_path / "r2",
             progress=False,
         )
@@ -236,6 +262,7 @@ def test_an_empty_split_is_a_clear_error(smoke_manifest, tmp_path):
     with pytest.raises(ValueError, match="split 'val'"):
         fit(
             load_config("smoke", ["train.epochs=1", f"data.manifest={tmp_path / 'no_val.csv'}"]),
+            tmp_path / "no_val.csv",
             tmp_path / "r",
             progress=False,
         )
@@ -250,23 +277,63 @@ def test_an_empty_split_is_a_clear_error(smoke_manifest, tmp_path):
     ],
 )
 def test_optimiser_options_train(smoke_manifest, tmp_path, overrides):
-    result = fit(load_config("smoke", ["train.epochs=1", *overrides]), tmp_path / "run", progress=False)
+    result = fit(
+        load_config("smoke", ["train.epochs=1", *overrides]), smoke_manifest, tmp_path / "run", progress=False
+    )
     assert result.steps > 0 and all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+class _LabelsAndPairs:
+    """All BalancedSampler may read of a dataset: its labels and its (real, SBI fake) pairs."""
+
+    def __init__(self, labels, pairs):
+        self._labels, self._pairs = labels, pairs
+
+    def labels(self):
+        return list(self._labels)
+
+    def sbi_pairs(self):
+        return list(self._pairs)
+
+
+def test_the_balanced_sampler_reads_only_labels_and_sbi_pairs():
+    drawn = BalancedSampler(_LabelsAndPairs([0] * 30 + [1] * 90, []), seed=0).epoch_indices(0)
+    assert (
+        len(drawn) == 120 and 40 < sum(i < 30 for i in drawn) < 80
+    )  # reals a quarter of the data, half the draws
+    pairs = [(2 * i, 2 * i + 1) for i in range(10)]
+    data = _LabelsAndPairs([0, 1] * 10 + [1] * 4, pairs)  # and 4 fakes of the dataset's own
+    shards = [BalancedSampler(data, seed=0, rank=r, world=2).epoch_indices(1) for r in (0, 1)]
+    assert sorted(shards[0] + shards[1]) == list(range(24))  # 14 units: each on one rank, none dropped
+    for shard in shards:
+        assert all(shard[k + 1] == i + 1 for k, i in enumerate(shard) if i < 20 and i % 2 == 0)
+
+
+def test_a_training_set_names_each_sbi_fake_beside_its_real(smoke_manifest):
+    cfg = load_config("smoke", ["train.fakes=both"])
+    data = training_set(load_manifest(smoke_manifest), cfg, (0.5,) * 3, (0.5,) * 3)
+    labels, pairs = data.labels(), data.sbi_pairs()
+    assert len(labels) == len(data) and pairs
+    assert all(labels[real] == 0 and labels[fake] == 1 for real, fake in pairs)
+    assert all(
+        data.items[fake].sbi and data.items[fake].video == data.items[real].video for real, fake in pairs
+    )
+    assert labels.count(1) > len(pairs)  # the dataset's own fakes too
 
 
 def test_frozen_backbone_does_not_move(smoke_manifest, tmp_path):
     cfg = load_config("smoke", ["train.epochs=1", "train.freeze_backbone_epochs=1", "train.freeze_bn=true"])
     torch.manual_seed(cfg.train.seed)
-    from fbifpn.models import build_model
+    from fbifpn.models.net import build_model
 
     start = {k: v.clone() for k, v in build_model(cfg).state_dict().items()}
-    trained = fit(cfg, tmp_path / "run", progress=False).model.state_dict()
+    trained = fit(cfg, smoke_manifest, tmp_path / "run", progress=False).model.state_dict()
     assert all(torch.equal(start[k], trained[k]) for k in start if k.startswith("backbone."))
     assert not all(torch.equal(start[k], trained[k]) for k in start if k.startswith("neck."))
 
 
 def test_eval_writes_scores_and_metrics_with_provenance(smoke_manifest, tmp_path, capsys):
-    fit(load_config("smoke", QUICK), tmp_path / "run", progress=False)
+    fit(load_config("smoke", QUICK), smoke_manifest, tmp_path / "run", progress=False)
     assert (
         main(
             [
@@ -297,7 +364,7 @@ def test_eval_writes_scores_and_metrics_with_provenance(smoke_manifest, tmp_path
 def test_flip_tta_averages_both_views(smoke_manifest):
     from fbifpn.data.dataset import FrameDataset
     from fbifpn.engine import predict
-    from fbifpn.models import build_model
+    from fbifpn.models.net import build_model
 
     cfg = load_config("smoke")
     model = build_model(cfg).eval()
@@ -317,7 +384,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, run_dir, overrides, out):
+def _ddp_worker(rank, world, port, manifest, run_dir, overrides, out):
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -326,7 +393,7 @@ def _ddp_worker(rank, world, port, run_dir, overrides, out):
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    result = fit(load_config("smoke", overrides), run_dir, progress=False)
+    result = fit(load_config("smoke", overrides), manifest, run_dir, progress=False)
     torch.save(result.model.state_dict(), f"{out}/rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
@@ -336,17 +403,118 @@ def test_ddp_two_cpu_processes_match_a_single_process(smoke_manifest, tmp_path):
     common = ["train.max_steps=2", "train.freeze_bn=true", "train.epochs=1"]
     torch.multiprocessing.spawn(
         _ddp_worker,
-        args=(2, _free_port(), str(tmp_path / "ddp"), [*common, "train.batch_size=4"], str(tmp_path)),
+        args=(
+            2,
+            _free_port(),
+            smoke_manifest,
+            str(tmp_path / "ddp"),
+            [*common, "train.batch_size=4"],
+            str(tmp_path),
+        ),
         nprocs=2,
     )
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert _same(r0, r1)  # DDP keeps the ranks identical
     torch.set_num_threads(1)
-    single = fit(load_config("smoke", [*common, "train.batch_size=8"]), tmp_path / "single", progress=False)
+    single = fit(
+        load_config("smoke", [*common, "train.batch_size=8"]),
+        smoke_manifest,
+        tmp_path / "single",
+        progress=False,
+    )
     ref = single.model.state_dict()
     for k in ref:
         torch.testing.assert_close(r0[k], ref[k], rtol=1e-4, atol=1e-5)
-    from fbifpn.models import build_model
+    from fbifpn.models.net import build_model
 
     torch.manual_seed(0)
     assert not _same(ref, build_model(load_config("smoke")).state_dict())  # two steps did change the weights
+
+
+def _counting_ddp_worker(rank, world, port, manifest, run_dir, overrides, out):
+    """`_ddp_worker`, with a comm hook on every DistributedDataParallel model that counts the
+    backward passes whose gradients it all-reduces (the last bucket of a pass is marked)."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    ddp = torch.nn.parallel.DistributedDataParallel
+    all_reduced_passes = []
+
+    def counting_allreduce(state, bucket):
+        if bucket.is_last():
+            all_reduced_passes.append(bucket.index())  # the pass is done with its last bucket
+        return allreduce_hook(None, bucket)
+
+    real_init = ddp.__init__
+
+    def init_with_hook(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.register_comm_hook(None, counting_allreduce)
+
+    ddp.__init__ = init_with_hook  # in this spawned process only
+    _ddp_worker(rank, world, port, manifest, run_dir, overrides, out)
+    Path(out, f"all_reduced{rank}.json").write_text(json.dumps(len(all_reduced_passes)))
+
+
+@pytest.mark.slow
+def test_ddp_accumulation_all_reduces_once_per_optimiser_step(smoke_manifest, tmp_path):
+    """With optim.accum_steps=2 the micro-batch before a step's last keeps its gradients local: they
+    cross processes once per optimiser step, and the step still equals one process's step over both
+    ranks' samples."""
+    common = ["train.max_steps=2", "train.freeze_bn=true", "train.epochs=1", "optim.accum_steps=2"]
+    torch.multiprocessing.spawn(
+        _counting_ddp_worker,
+        args=(
+            2,
+            _free_port(),
+            smoke_manifest,
+            str(tmp_path / "ddp"),
+            [*common, "train.batch_size=4"],
+            str(tmp_path),
+        ),
+        nprocs=2,
+    )
+    assert ckpt.load(tmp_path / "ddp/last.pt")["step"] == 2  # 4 micro-batches per rank
+    assert [json.loads((tmp_path / f"all_reduced{r}.json").read_text()) for r in (0, 1)] == [2, 2]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert _same(r0, r1)  # the local gradients were summed into the all-reduce, on both ranks
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = fit(
+            load_config("smoke", [*common, "train.batch_size=8"]),
+            smoke_manifest,
+            tmp_path / "single",
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(before)
+    ref = single.model.state_dict()
+    for k in ref:
+        torch.testing.assert_close(r0[k], ref[k], rtol=1e-4, atol=1e-5)
+
+
+def _made_on_main_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    from fbifpn.engine import distributed as dist
+
+    dist.setup(torch.device("cpu"))
+    calls = []
+    shared = dist.made_on_main(lambda: calls.append(rank) or f"made by {rank}")
+    try:
+        dist.made_on_main(lambda: 1 / 0)
+        failure = None
+    except (ZeroDivisionError, RuntimeError) as e:
+        failure = f"{type(e).__name__}: {e}"
+    Path(out, f"rank{rank}.json").write_text(
+        json.dumps({"calls": calls, "shared": shared, "failure": failure})
+    )
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_data_is_made_by_rank_0_alone_and_its_failure_stops_every_rank(tmp_path):
+    torch.multiprocessing.spawn(_made_on_main_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["calls"] == [0] and r1["calls"] == [] and r0["shared"] == r1["shared"] == "made by 0"
+    assert r0["failure"].startswith("ZeroDivisionError")
+    assert r1["failure"].startswith("RuntimeError: rank 0 failed") and "ZeroDivisionError" in r1["failure"]

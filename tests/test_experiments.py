@@ -63,7 +63,9 @@ def test_without_methods_keeps_reals_and_names_an_unknown_method(smoke_manifest)
 
 
 def test_notebook_settings_are_validated():
-    with pytest.raises(ConfigError, match="notebooks.ablation_variants: unknown variant 'no_atention'"):
+    with pytest.raises(
+        ConfigError, match=r"notebooks\.ablation_variants\[1\]: 'no_atention' is not one of 'full'"
+    ):
         load_config("smoke", {"notebooks.ablation_variants": ["full", "no_atention"]})
     with pytest.raises(ConfigError, match="notebooks.budget_s.trian"):
         load_config("smoke", {"notebooks.budget_s.trian": 3})

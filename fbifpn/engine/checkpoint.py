@@ -2,15 +2,16 @@
 
 A checkpoint holds the model, optimizer, scheduler, scaler and EMA states, every RNG state, the
 epoch and step, the position within the epoch, the config, and the decision threshold chosen on
-val, and the torch thread count it was trained with. Everything is tensors and plain containers, so
-`torch.load(weights_only=True)` accepts it and nothing in a file can execute. A sha256 digest of the
-contents travels in the file (key `digest`) and is checked on every load, so bit rot or an edit is
-refused rather than trained on. Writes go to a temporary file, then a rename.
+val, the torch thread count it was trained with, and the prep options of the manifest it trained
+on (key `prep`: how its crops were cut, for `detect` to cut the same; not config, so a resume never
+compares it). Everything is tensors and plain containers, so `torch.load(weights_only=True)`
+accepts it and nothing in a file can execute. A sha256 digest of the contents travels in the file
+(key `digest`) and is checked on every load, so bit rot or an edit is refused rather than trained
+on. Writes go to a temporary file, then a rename.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import math
 import pickle
@@ -22,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fbifpn.config import Config, config_from_dict
-from fbifpn.models.pretrained import save_atomic
+from fbifpn import atomic
+from fbifpn.config import Config, config_from_dict, with_variant_keys
+from fbifpn.models.net import build_model
 
 
 class CheckpointError(RuntimeError):
@@ -34,6 +36,7 @@ class CheckpointError(RuntimeError):
 DIGEST = "digest"
 THREADS = "torch_threads"  # CPU kernels split work by thread count: a bit-exact resume needs the same
 REQUIRED = ("config", "model")  # what every fbifpn checkpoint holds, from fit or not
+PREP = "prep"  # fbifpn.data.prep.PrepOptions as a dict; None where prep did not cut the crops
 
 # Config keys a resumed run may change: they decide how often it logs and checkpoints, where it
 # runs, how it is evaluated after training, and what the notebooks do around it, never the weights
@@ -92,11 +95,11 @@ def save(path: Path, **content: Any) -> None:
     path = Path(path)
     if DIGEST in content:
         raise ValueError(f"{DIGEST!r} is the key save() writes the digest under; it cannot be content")
-    for orphan in path.parent.glob(glob.escape(path.name) + "*.tmp"):
+    for orphan in atomic.orphans_of(path):
         orphan.unlink(missing_ok=True)
     content.setdefault(THREADS, torch.get_num_threads())
     content[DIGEST] = {"algorithm": "sha256", "value": digest(content)}
-    save_atomic(content, path)
+    atomic.save_torch(content, path)
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -159,8 +162,8 @@ def _checked_fields(saved: dict[str, Any], path: Path) -> dict[str, Any]:
             f"{path}: refused, its config is a {type(saved['config']).__name__}, not a mapping"
         )
     try:
-        config_from_dict(saved["config"])
-    except ValueError as e:
+        config_of(saved)
+    except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: refused, its config is not valid: {e}") from None
     threshold = saved.get("threshold", 0.5)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
@@ -210,7 +213,10 @@ def _first_line(error: BaseException) -> str:
 
 
 def config_of(checkpoint: dict[str, Any]) -> Config:
-    return config_from_dict(checkpoint["config"])
+    """The config a checkpoint was built from. Checkpoints saved before configs held their variant's
+    keys (a `fpn` run whose config said `topology: bifpn`) get them written in: the model they hold
+    was built with them."""
+    return config_from_dict(with_variant_keys(checkpoint["config"]))
 
 
 def check_resume_config(checkpoint: dict[str, Any], cfg: Config, path: Path) -> None:
@@ -251,7 +257,6 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
 def load_model(path: Path) -> tuple[torch.nn.Module, Config, dict[str, Any]]:
     """The network a checkpoint describes, with its weights (in eval mode), its config and the
     checkpoint itself (threshold, epoch, ...). Never touches the network: pretrained=False."""
-    from fbifpn.models import build_model  # the models do not depend on the engine
 
     saved = load(path)
     cfg = config_of(saved)

@@ -9,9 +9,13 @@ On CPU the gloo backend is used (the tests run two processes that way).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def world_size() -> int:
@@ -57,6 +61,25 @@ def broadcast_object(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def made_on_main(make: Callable[[], T]) -> T:
+    """`make()` run by rank 0 alone, its result handed to every rank: for work that writes shared
+    files, such as generating and preparing the data, where every rank doing it would race on one
+    cache. When rank 0 fails, the other ranks fail too (with its error) instead of waiting forever."""
+    if world_size() == 1:
+        return make()
+    outcome = (None, None)  # (result, rank 0's error)
+    if is_main():
+        try:
+            outcome = (make(), None)
+        except Exception as e:
+            broadcast_object((None, f"{type(e).__name__}: {e}"))
+            raise
+    result, error = broadcast_object(outcome)
+    if error is not None:
+        raise RuntimeError(f"rank 0 failed, so rank {rank()} stops too: {error}")
+    return result
 
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:

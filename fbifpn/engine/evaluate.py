@@ -5,19 +5,55 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from fbifpn import metrics
+from fbifpn import atomic, metrics
+from fbifpn.config import with_overrides
 from fbifpn.data.dataset import FrameDataset
-from fbifpn.data.manifest import load_manifest, write_csv_atomic
+from fbifpn.data.manifest import load_manifest
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.engine.device import resolve_device
 from fbifpn.models.net import topk_mean
-from fbifpn.paths import writable_dir, write_text_atomic
+from fbifpn.paths import writable_dir
 from fbifpn.provenance import environment, git_commit
+
+
+class ImageScores(NamedTuple):
+    score: torch.Tensor  # [B] fake probability by model.score's rule, float32 on the CPU
+    mask_score: torch.Tensor  # [B] top-k mean of the predicted mask (NaN without a mask head), CPU
+    mask: torch.Tensor | None  # [B, H/4, W/4] predicted mask of the unmirrored view, on x's device
+
+
+@torch.no_grad()
+def score_images(
+    model,
+    x: torch.Tensor,
+    tta_flip: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> ImageScores:
+    """The one scoring rule of `predict`, `detect` and the explorer, for a batch of model inputs:
+    model.score and the top-k mean of the predicted mask, each averaged over the image and its
+    mirror with `tta_flip`. Only the heads these read run: the consistency head is for training."""
+    views = [x, x.flip(-1)] if tta_flip else [x]
+    scores, mask_scores, mask = [], [], None
+    for k, view in enumerate(views):
+        with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            out = model(view, heads=("cls", "mask"))
+        scores.append(model.score(out).float())
+        if out.mask_logit is not None:
+            probability = torch.sigmoid(out.mask_logit.float())
+            mask_scores.append(topk_mean(probability, model.score_topk))
+            if k == 0:
+                mask = probability[:, 0]
+    score = torch.stack(scores).mean(0).cpu()
+    mask_score = (
+        torch.stack(mask_scores).mean(0).cpu() if mask_scores else torch.full_like(score, float("nan"))
+    )
+    return ImageScores(score, mask_score, mask)
 
 
 @torch.no_grad()
@@ -46,16 +82,7 @@ def predict(
         x = batch["image"].to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        views = [x, x.flip(-1)] if tta_flip else [x]
-        scores, masks = [], []
-        for view in views:
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = model(view, heads=("cls", "mask"))  # the consistency head is for training only
-            scores.append(model.score(out).float())
-            if out.mask_logit is not None:
-                masks.append(topk_mean(torch.sigmoid(out.mask_logit.float()), model.score_topk))
-        score = torch.stack(scores).mean(0).cpu()
-        mask = torch.stack(masks).mean(0).cpu() if masks else torch.full_like(score, float("nan"))
+        score, mask, _ = score_images(model, x, tta_flip, autocast_dtype)
         batch_rows = [
             {
                 "dataset": batch["dataset"][i],
@@ -110,8 +137,9 @@ def evaluate_checkpoint(
     checkpoint, out = Path(checkpoint), Path(out)
     writable_dir(out, "eval output folder")  # before the work, which an unwritable --out would lose
     model, cfg, saved = ckpt.load_model(checkpoint)
-    if beta is not None:
+    if beta is not None:  # metrics.json's config then states the beta that scored
         model.beta = beta
+        cfg = with_overrides(cfg, {"model.beta": beta})
     dev = resolve_device(device)
     model.to(dev)
     if cfg.train.channels_last:
@@ -179,7 +207,7 @@ def evaluate_checkpoint(
         **environment(dev),
         "config": cfg.to_dict(),
     }
-    write_csv_atomic(scores, out / "scores.csv")
-    write_text_atomic(out / "metrics.json", json.dumps(report, indent=1))
+    atomic.write_csv(scores, out / "scores.csv")
+    atomic.write_text(out / "metrics.json", json.dumps(report, indent=1))
     partial.unlink(missing_ok=True)
     return report

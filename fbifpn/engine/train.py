@@ -1,36 +1,44 @@
-"""fit(cfg): build, loop, validate, checkpoint. Reads top to bottom.
+"""fit(cfg, manifest, run_dir): build, loop, validate, checkpoint. Reads top to bottom.
 
 Honest by construction: the best checkpoint is chosen on the validation split, the test split is
 never opened, and the val-chosen decision threshold travels in every checkpoint. Resumable bit for
 bit: the data order and every augmentation derive from (seed, epoch, index), and checkpoints hold
 every state including RNGs and the position within the epoch. The same code runs alone or under
 torchrun (DistributedDataParallel; logging and checkpoints on rank 0).
+
+`fit` is short; its parts follow it in the order it uses them: `open_run_dir` (the checks that must
+fail in seconds), `build_training` (data, network, optimisation), `TrainState` (what a checkpoint
+saves and a resume restores), `RunLog` (metrics.jsonl, TensorBoard, the loss window), `train_epoch`
+(optimiser steps of accumulated micro-batches), `close_epoch`, `validate_and_select` and
+`save_checkpoint`. The data pieces (sampler, loaders, `validate`) and `train_step` come last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from fbifpn import metrics
+from fbifpn import atomic, metrics
 from fbifpn.config import Config, ConfigError
-from fbifpn.data.cache import prepared_manifest
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
+from fbifpn.data.prep import CROP_GEOMETRY, recorded_options
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.engine import distributed as dist
 from fbifpn.engine.device import autocast_dtype_of, resolve_device, set_bn_eval, to_device
 from fbifpn.engine.evaluate import predict
 from fbifpn.engine.optim import SAM, apply_lr_factors, build_optimizer, build_scheduler, set_backbone_frozen
 from fbifpn.losses import MultiTaskLoss
-from fbifpn.models import build_model
+from fbifpn.models.net import build_model
 from fbifpn.paths import writable_dir
 
 
@@ -55,6 +63,461 @@ class RunResult:
     best_step: int = -1  # the optimisation step of the val-chosen checkpoint
 
 
+@dataclass
+class TrainState:
+    """Where a run stands and what it has chosen so far. Every checkpoint saves these fields under
+    their names as keys, and a resume restores them."""
+
+    epoch: int = 0
+    batch: int = 0  # micro-batches of this epoch already trained
+    step: int = 0  # optimiser steps
+    best: float = -math.inf  # the best `eval.select_on` on val so far
+    best_epoch: int = -1
+    best_step: int = -1
+    threshold: float = 0.5  # the decision threshold val chose with the best checkpoint
+    history: list[dict] = field(default_factory=list)  # every validation's record
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> TrainState:
+        """A key the checkpoint predates (best_step is newer than the rest) keeps its default."""
+        fresh = cls()
+        return cls(**{f.name: saved.get(f.name, getattr(fresh, f.name)) for f in fields(cls)})
+
+    def to_checkpoint(self) -> dict:
+        return asdict(self)
+
+
+def fit(
+    cfg: Config, manifest: Path | str, run_dir: Path | str, resume: bool = False, progress: bool = True
+) -> RunResult:
+    """Train `cfg` on the train split of `manifest` (a manifest CSV or prep folder; the synthetic
+    benchmark's comes from `fbifpn.data.cache.prepared_manifest(cfg)`), choosing the best checkpoint
+    on its val split. Writes metrics.jsonl, TensorBoard, last.pt and the val-chosen best.pt into
+    `run_dir`; `resume` continues from its last.pt when there is one. Under torchrun every rank
+    calls it with the same manifest."""
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.train.device)
+    dist.setup(device)
+    torch.manual_seed(cfg.train.seed)
+    saved = open_run_dir(cfg, run_dir, resume)
+    training = build_training(cfg, manifest, run_dir, device)
+    with threads_of(saved, training.last_path):
+        state = restore(training, saved) if saved is not None else TrainState()
+        if resume and saved is None and dist.is_main():
+            print(f"training from the start: {run_dir} holds no checkpoint to resume yet")
+        log = RunLog(run_dir, cfg, training.skipped)
+        try:
+            while not budget_spent(training, state):
+                epoch = state.epoch
+                finished = train_epoch(training, state, log, progress)
+                close_epoch(training, state, log, epoch, finished)
+        finally:
+            log.close()
+    seconds = log.elapsed()
+    return RunResult(
+        run_dir,
+        training.best_path if training.best_path.is_file() else None,
+        training.last_path,
+        state.best,
+        state.best_epoch,
+        state.threshold,
+        state.step,
+        seconds,
+        log.images / max(seconds, 1e-9),
+        state.history,
+        len(training.skipped),
+        training.model,
+        state.best_step,
+    )
+
+
+def open_run_dir(cfg: Config, run_dir: Path | str, resume: bool) -> dict | None:
+    """The checkpoint a resume continues from (None: the run starts afresh), once the checks that
+    must fail in seconds, not after a benchmark is built, have passed: a config `fit` cannot train,
+    a run folder it cannot write, a checkpoint trained with another config. `fit` calls it; callers
+    that make the data before calling `fit` call it first too."""
+    run_dir = Path(run_dir)
+    if cfg.optim.name.startswith("sam") and (cfg.optim.accum_steps > 1 or cfg.train.precision == "fp16"):
+        raise ValueError(
+            "SAM is not combined with gradient accumulation or fp16 loss scaling: use bf16 or fp32"
+        )
+    saved = None
+    last_path = run_dir / "last.pt"
+    if resume and last_path.is_file():
+        saved = ckpt.load(last_path)
+        ckpt.check_resume_config(saved, cfg, last_path)
+    if dist.is_main():
+        writable_dir(run_dir, "run folder")  # before any work, not at the first checkpoint
+    return saved
+
+
+@dataclass
+class Training:
+    """What `fit` builds once and its parts share: the data, the network and its optimisation."""
+
+    cfg: Config
+    device: torch.device
+    last_path: Path  # where a resume continues from
+    best_path: Path  # the checkpoint val chose
+    train_set: FrameDataset
+    sampler: BalancedSampler
+    val_loader: torch.utils.data.DataLoader
+    skipped: list[dict]  # train and val manifest rows whose files are missing
+    model: torch.nn.Module  # the network: its weights are what a checkpoint holds
+    net: torch.nn.Module  # what trains: the model, or under torchrun the model in DDP
+    criterion: MultiTaskLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: torch.optim.swa_utils.AveragedModel | None
+    autocast_dtype: torch.dtype | None
+    total_steps: int
+    prep: dict | None  # the options prep cut the manifest's crops with (None: not cut by prep)
+
+    @property
+    def validated_model(self) -> torch.nn.Module:
+        """The weights validation scores, and so selects: the EMA's when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def build_training(cfg: Config, manifest: Path | str, run_dir: Path, device: torch.device) -> Training:
+    """Train and val data (the test split is never opened here), the network, loss and optimisation."""
+    rank, world = dist.rank(), dist.world_size()
+    frames = load_manifest(Path(manifest))
+    if cfg.data.exclude_methods:
+        frames = without_methods(frames, cfg.data.exclude_methods)
+    model = build_model(cfg).to(device)
+    norm = {"mean": model.mean, "std": model.std}  # the backbone's own input normalisation
+    train_set = training_set(frames, cfg, **norm)
+    val_set = FrameDataset(
+        frames,
+        cfg.data.image_size,
+        split="val",
+        frames_per_video=cfg.data.frames_per_video,
+        strict=cfg.data.strict,
+        **norm,
+    )
+    sampler = BalancedSampler(train_set, cfg.train.seed, rank, world)
+    per_epoch = steps_per_epoch(len(sampler), cfg, world)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    optimizer = build_optimizer(model, cfg.optim)
+    total_steps = cfg.train.max_steps or per_epoch * cfg.train.epochs
+    ema = None
+    if cfg.optim.ema > 0:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.optim.ema)
+        )
+    return Training(
+        cfg=cfg,
+        device=device,
+        last_path=run_dir / "last.pt",
+        best_path=run_dir / "best.pt",
+        train_set=train_set,
+        sampler=sampler,
+        val_loader=validation_loader(val_set, cfg, rank, world),
+        skipped=train_set.skipped + val_set.skipped,
+        model=model,
+        net=net,
+        criterion=MultiTaskLoss(cfg),
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, total_steps, cfg.optim),
+        scaler=torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16"),
+        ema=ema,
+        autocast_dtype=autocast_dtype_of(cfg.train.precision),
+        total_steps=total_steps,
+        prep=asdict(options) if (options := recorded_options(manifest)) else None,
+    )
+
+
+def steps_per_epoch(samples: int, cfg: Config, world: int) -> int:
+    """Optimiser steps in an epoch of `samples` (this process's share); too few for one is an error,
+    else the run would train no step and save an untrained model."""
+    micro = cfg.optim.accum_steps
+    if samples // cfg.train.batch_size < micro:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} (x optim.accum_steps={micro}) does not fit the data: "
+            f"an epoch of the train split gives {samples} samples"
+            + (f" per process ({world} processes)" if world > 1 else "")
+            + ", too few for one optimisation step"
+        )
+    return samples // cfg.train.batch_size // micro
+
+
+@contextlib.contextmanager
+def threads_of(saved: dict | None, path: Path) -> Iterator[None]:
+    """While a resumed run trains, the torch thread count its checkpoint was trained with: CPU kernels
+    split their sums by it, so a bit-exact continuation needs it. The caller's count (a notebook
+    kernel's) comes back afterwards."""
+    threads = saved.get(ckpt.THREADS) if saved is not None else None  # absent before the key existed
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    if dist.is_main():
+        print(
+            f"--resume: torch threads set to {threads} (was {before}), "
+            f"as {path} was trained with, so the run continues bit for bit"
+        )
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def restore(training: Training, saved: dict) -> TrainState:
+    """Every state `saved` (last.pt) holds, RNGs included, and the run's position. A manifest whose
+    crops were cut another way than the run's first part trained on is refused: the run would mix them."""
+    before, now = saved.get(ckpt.PREP), training.prep
+    if before is not None and now is not None:
+        changed = [k for k in CROP_GEOMETRY if before.get(k) != now.get(k)]
+        if changed:
+            was = ", ".join(f"{k}={before.get(k)!r}" for k in changed)
+            found = ", ".join(f"{k}={now.get(k)!r}" for k in changed)
+            raise ckpt.CheckpointError(
+                f"{training.last_path}: trained on crops cut with {was}, but this manifest's were cut "
+                f"with {found}; resume with the manifest it trained on, or train into another run folder"
+            )
+    ckpt.load_weights(training.model, saved["model"], training.last_path)
+    training.optimizer.load_state_dict(saved["optimizer"])
+    training.scheduler.load_state_dict(saved["scheduler"])
+    training.scaler.load_state_dict(saved["scaler"])
+    if training.ema is not None and saved.get("ema") is not None:
+        training.ema.load_state_dict(saved["ema"])
+    ckpt.set_rng_state(saved["rng"])
+    return TrainState.from_checkpoint(saved)
+
+
+class RunLog:
+    """What a run reports. Rank 0 writes metrics.jsonl (one JSON record a line) and TensorBoard.
+    Every rank sums its loss parts on the device over a window of micro-batches; the window's mean,
+    all-reduced, is the loop's one host sync and its non-finite check."""
+
+    def __init__(self, run_dir: Path, cfg: Config, skipped: list[dict]):
+        self.last_path = run_dir / "last.pt"
+        self.sums: dict[str, torch.Tensor] = {}
+        self.window = 0  # micro-batches summed into `sums`
+        self.images = 0  # seen by all ranks in this session (a resume starts again from 0)
+        self.start = time.perf_counter()
+        self.writer = self.records = None
+        if not dist.is_main():
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from torch.utils.tensorboard import SummaryWriter  # rank 0 alone needs it, and it imports slowly
+
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.records = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed by close()
+        atomic.write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        atomic.write_text(run_dir / "report.json", json.dumps({"skipped_rows": skipped}, indent=1))
+        if skipped:
+            print(
+                f"skipped {len(skipped)} manifest rows with missing crops (listed in {run_dir / 'report.json'})"
+            )
+
+    def add(self, parts: dict[str, torch.Tensor], images: int) -> None:
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0) + v
+        self.window += 1
+        self.images += images
+
+    def close_window(self, step: int) -> dict[str, float] | None:
+        """The window's mean loss parts over every rank (None when it is empty), then a new window.
+        Called at log points and before any checkpoint, so none is written after a non-finite loss."""
+        if not self.window:
+            return None
+        values = {k: (dist.all_reduce_mean(v) / self.window).item() for k, v in self.sums.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            raise NonFiniteLoss(
+                f"the training loss became non-finite by step {step} ({values}); "
+                f"stopped, and the last good checkpoint {self.last_path} was left untouched"
+            )
+        self.sums, self.window = {}, 0
+        return values
+
+    def write(self, record: dict) -> None:
+        if self.records is None:
+            return
+        self.records.write(json.dumps(record) + "\n")
+        self.records.flush()
+        for k, v in record.items():
+            if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                self.writer.add_scalar(f"{record['kind']}/{k}", v, record["step"])
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def close(self) -> None:
+        if self.records is not None:
+            self.writer.close()
+            self.records.close()
+
+
+def steps_spent(training: Training, state: TrainState) -> bool:
+    return bool(training.cfg.train.max_steps) and state.step >= training.total_steps
+
+
+def budget_spent(training: Training, state: TrainState) -> bool:
+    """Every epoch trained, or `train.max_steps` steps."""
+    return state.epoch >= training.cfg.train.epochs or steps_spent(training, state)
+
+
+def train_epoch(training: Training, state: TrainState, log: RunLog, progress: bool) -> bool:
+    """Train from the state's position to the end of its epoch or of the step budget, validating and
+    checkpointing on the step schedule. True when the epoch was trained to its end."""
+    cfg, epoch = training.cfg, state.epoch
+    set_backbone_frozen(training.optimizer, epoch < cfg.train.freeze_backbone_epochs)
+    apply_lr_factors(training.optimizer, training.scheduler)
+    training.train_set.set_epoch(epoch)
+    batches = epoch_batches(training.sampler.epoch_indices(epoch), cfg)
+    micro_batches = iter(training_loader(training.train_set, batches[state.batch :], cfg, training.device))
+    train_mode(training)
+    bar = tqdm(
+        total=len(batches),
+        initial=state.batch,
+        desc=f"epoch {epoch}",
+        disable=not (progress and dist.is_main()),
+    )
+    while state.batch < len(batches) and not steps_spent(training, state):
+        optimiser_step(training, state, log, micro_batches, bar)
+        if state.step % cfg.train.log_every == 0:
+            values = log.close_window(state.step)
+            log.write(
+                {
+                    "kind": "train",
+                    "step": state.step,
+                    "epoch": epoch,
+                    "lr": training.optimizer.param_groups[-1]["lr"],
+                    "images": log.images,
+                    "elapsed_s": round(log.elapsed(), 3),
+                    **values,
+                }
+            )
+            bar.set_postfix(loss=f"{values['total']:.4f}")
+        # The last step and an epoch's end are validated and saved by close_epoch; a step checkpoint
+        # there could outlive a validation killed halfway, which a resume skips.
+        last_step = steps_spent(training, state)
+        at_the_end = last_step or state.batch >= len(batches)
+        if cfg.train.val_every and state.step % cfg.train.val_every == 0 and not at_the_end:
+            log.close_window(state.step)
+            validate_and_select(training, state, log, epoch)
+            save_checkpoint(
+                training, training.last_path, state
+            )  # with its validation, so a resumed run does not repeat it
+            train_mode(training)
+        elif cfg.train.ckpt_every and state.step % cfg.train.ckpt_every == 0 and not last_step:
+            log.close_window(state.step)
+            save_checkpoint(training, training.last_path, state)
+    bar.close()
+    return state.batch >= len(batches)
+
+
+def epoch_batches(indices: list[int], cfg: Config) -> list[list[int]]:
+    """An epoch's sample indices as micro-batches, as many as make whole optimiser steps: gradients
+    left over from a partial step would otherwise flow into the next epoch's first step, and a
+    resume at the epoch's end (which does not save them) would lose them."""
+    size = cfg.train.batch_size
+    count = len(indices) // size // cfg.optim.accum_steps * cfg.optim.accum_steps
+    return [indices[i * size : (i + 1) * size] for i in range(count)]
+
+
+def train_mode(training: Training) -> None:
+    training.net.train()
+    if training.cfg.train.freeze_bn:
+        set_bn_eval(training.net)
+
+
+def optimiser_step(
+    training: Training, state: TrainState, log: RunLog, micro_batches: Iterator[dict], bar
+) -> None:
+    """One optimiser step: `optim.accum_steps` micro-batches, forward and backward each with their
+    gradients summed, the optimiser stepping after the last; then the schedule and the EMA."""
+    micro = training.cfg.optim.accum_steps
+    for i in range(micro):
+        batch = to_device(next(micro_batches), training.device, training.cfg.train.channels_last)
+        last = i == micro - 1
+        with gradient_sync(training.net, last):
+            parts = train_step(
+                training.net,
+                training.criterion,
+                training.optimizer,
+                training.scaler,
+                batch,
+                training.cfg,
+                training.autocast_dtype,
+                last,
+            )
+        log.add(parts, images=len(batch["label"]) * dist.world_size())
+        state.batch += 1
+        bar.update()
+    state.step += 1
+    training.scheduler.step()
+    apply_lr_factors(training.optimizer, training.scheduler)
+    if training.ema is not None:
+        training.ema.update_parameters(training.model)
+
+
+def gradient_sync(net: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """DistributedDataParallel all-reduces the gradients in every backward pass. A micro-batch that
+    does not end its optimiser step keeps its gradients local instead: they add up in .grad, and the
+    step's last backward all-reduces their sum, so a step costs one all-reduce, not accum_steps."""
+    if sync or not isinstance(net, torch.nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return net.no_sync()
+
+
+def close_epoch(training: Training, state: TrainState, log: RunLog, epoch: int, finished: bool) -> None:
+    """The end of an epoch, or of the step budget: log the rest of the loss window, validate (on the
+    step schedule, and always at the very end), keep the best on val, save last.pt."""
+    if values := log.close_window(state.step):
+        log.write({"kind": "train", "step": state.step, "epoch": epoch, **values})
+    if finished:  # best.pt then holds the state of a finished epoch, like last.pt
+        state.epoch, state.batch = epoch + 1, 0
+    every = training.cfg.train.val_every
+    on_schedule = not every or state.step % every == 0 or budget_spent(training, state)  # a schedule in steps
+    # A resume can land at an epoch's end right after a validated step: from a last.pt written before
+    # epochs held whole optimiser steps only (the partial step's micro-batches came after it).
+    validated = bool(state.history) and state.history[-1]["step"] == state.step
+    if on_schedule and not validated:
+        validate_and_select(training, state, log, epoch)
+    save_checkpoint(training, training.last_path, state)
+
+
+def validate_and_select(training: Training, state: TrainState, log: RunLog, epoch: int) -> None:
+    """Validate; keep the checkpoint when it is the best so far on val (the only selection)."""
+    val, _ = validate(
+        training.validated_model, training.val_loader, training.device, training.cfg, training.autocast_dtype
+    )
+    record = {"kind": "val", "step": state.step, "epoch": epoch, **val}
+    log.write(record)
+    state.history.append(record)
+    selected = val[training.cfg.eval.select_on]
+    if math.isfinite(selected) and selected > state.best:
+        state.best, state.best_epoch, state.best_step = selected, epoch, state.step
+        state.threshold = val["threshold"]
+        save_checkpoint(training, training.best_path, state)
+
+
+def save_checkpoint(training: Training, path: Path, state: TrainState) -> None:
+    """Every state a bit-exact resume needs, the config, and the prep options `detect` crops with;
+    written by rank 0 (the ranks hold the same weights)."""
+    if not dist.is_main():
+        return
+    ckpt.save(
+        path,
+        model=training.model.state_dict(),
+        optimizer=training.optimizer.state_dict(),
+        scheduler=training.scheduler.state_dict(),
+        scaler=training.scaler.state_dict(),
+        ema=training.ema.state_dict() if training.ema is not None else None,
+        rng=ckpt.rng_state(),
+        config=training.cfg.to_dict(),
+        **{ckpt.PREP: training.prep},
+        **state.to_checkpoint(),
+    )
+
+
 class BalancedSampler(torch.utils.data.Sampler):
     """Per epoch, as many indices as the dataset holds, drawn so that reals and fakes come equally
     often; self-blended fakes stay next to their real. Shards by rank for DDP (same count per rank)."""
@@ -68,27 +531,19 @@ class BalancedSampler(torch.utils.data.Sampler):
 
     def epoch_indices(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        items = self.dataset.items
-        labels = torch.tensor(
-            [1 if it.sbi else int(self.dataset.videos[it.video]["label"].iloc[0]) for it in items]
-        )
-        if any(it.sbi for it in items):  # SBI: units are (real, its SBI fake) pairs, kept adjacent
-            units = [
-                [i, i + 1]
-                for i, it in enumerate(items)
-                if it.sbi is False
-                and i + 1 < len(items)
-                and items[i + 1].sbi
-                and items[i + 1].video == it.video
-            ]
-            units += [[i] for i, it in enumerate(items) if not it.sbi and labels[i] == 1]
+        labels = torch.tensor(self.dataset.labels())
+        pairs = self.dataset.sbi_pairs()
+        if pairs:  # SBI: units are (real, its SBI fake) pairs, kept adjacent, and the dataset's fakes
+            blended = {fake for _, fake in pairs}
+            units = [list(pair) for pair in pairs]
+            units += [[i] for i, label in enumerate(labels.tolist()) if label == 1 and i not in blended]
             order = torch.randperm(len(units), generator=g).tolist()
             units = [units[k] for k in order]
             units = units[: len(units) - len(units) % self.world]
             return [i for u in units[self.rank :: self.world] for i in u]
         counts = torch.bincount(labels, minlength=2).clamp_min(1).float()
         weights = 1.0 / counts[labels]
-        n = len(items) - len(items) % self.world
+        n = len(labels) - len(labels) % self.world
         drawn = torch.multinomial(weights, n, replacement=True, generator=g).tolist()
         return drawn[self.rank :: self.world]
 
@@ -130,7 +585,7 @@ def training_loader(
     dataset: FrameDataset, batches: list[list[int]], cfg: Config, device: torch.device
 ) -> torch.utils.data.DataLoader:
     """The training DataLoader of `fit`, and of `bench data`, which times it. On CUDA its batches
-    come in pinned memory, so `_to`'s non-blocking copy overlaps the step; each worker keeps 4
+    come in pinned memory, so `to_device`'s non-blocking copy overlaps the step; each worker keeps 4
     batches ready."""
     workers = cfg.data.num_workers
     return torch.utils.data.DataLoader(
@@ -140,6 +595,26 @@ def training_loader(
         pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers > 0 else None,
         generator=torch.Generator().manual_seed(0),
+    )
+
+
+def validation_loader(
+    val_set: FrameDataset, cfg: Config, rank: int, world: int
+) -> torch.utils.data.DataLoader:
+    """Each rank's share of val, in order. The loader has its own generator: starting a loader draws a
+    seed, and validation must not move the training RNG, or validating more often (train.val_every)
+    would change what is trained."""
+    sampler = (
+        torch.utils.data.distributed.DistributedSampler(val_set, world, rank, shuffle=False)
+        if world > 1
+        else None
+    )
+    return torch.utils.data.DataLoader(
+        val_set,
+        batch_size=cfg.eval.batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
     )
 
 
@@ -165,298 +640,6 @@ def validate(model, loader, device, cfg: Config, autocast_dtype) -> tuple[dict, 
         "videos": len(videos),
     }
     return result, frames
-
-
-def fit(cfg: Config, run_dir: Path | str, resume: bool = False, progress: bool = True) -> RunResult:
-    run_dir = Path(run_dir)
-    device = resolve_device(cfg.train.device)
-    dist.setup(device)
-    rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
-    torch.manual_seed(cfg.train.seed)
-    if cfg.optim.name.startswith("sam") and (cfg.optim.accum_steps > 1 or cfg.train.precision == "fp16"):
-        raise ValueError(
-            "SAM is not combined with gradient accumulation or fp16 loss scaling: use bf16 or fp32"
-        )
-
-    # A resumed run is checked against its checkpoint before any data is made or read: one with
-    # another config must fail in seconds, not after building a benchmark.
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    saved = None
-    if resume and last_path.is_file():
-        saved = ckpt.load(last_path)
-        ckpt.check_resume_config(saved, cfg, last_path)
-
-    # ---- data: train and val only; the test split is never opened here
-    if main:
-        writable_dir(run_dir, "run folder")  # before any work, not at the first checkpoint
-        manifest_path = prepared_manifest(cfg, progress=progress)
-    dist.barrier()
-    manifest_path = dist.broadcast_object(manifest_path if main else None)
-    manifest = load_manifest(manifest_path)
-    if cfg.data.exclude_methods:
-        manifest = without_methods(manifest, cfg.data.exclude_methods)
-    model = build_model(cfg).to(device)
-    norm = {"mean": model.mean, "std": model.std}  # the backbone's own input normalisation
-    train_set = training_set(manifest, cfg, **norm)
-    val_set = FrameDataset(
-        manifest,
-        cfg.data.image_size,
-        split="val",
-        frames_per_video=cfg.data.frames_per_video,
-        strict=cfg.data.strict,
-        **norm,
-    )
-    sampler = BalancedSampler(train_set, cfg.train.seed, rank, world)
-    val_sampler = (
-        torch.utils.data.distributed.DistributedSampler(val_set, world, rank, shuffle=False)
-        if world > 1
-        else None
-    )
-    # Its own generator: starting a loader draws a seed, and validation must not move the training
-    # RNG, or validating more often (train.val_every) would change what is trained.
-    val_loader = torch.utils.data.DataLoader(
-        val_set,
-        batch_size=cfg.eval.batch_size,
-        sampler=val_sampler,
-        num_workers=cfg.data.num_workers,
-        generator=torch.Generator().manual_seed(cfg.train.seed),
-    )
-
-    # ---- model, loss, optimisation
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    criterion = MultiTaskLoss(cfg)
-    optimizer = build_optimizer(model, cfg.optim)
-    micro = cfg.optim.accum_steps
-    batches_per_epoch = len(sampler) // cfg.train.batch_size
-    if batches_per_epoch < micro:  # else the run would train no step and save an untrained model
-        raise ConfigError(
-            f"train.batch_size={cfg.train.batch_size} (x optim.accum_steps={micro}) does not fit the data: "
-            f"an epoch of the train split gives {len(sampler)} samples"
-            + (f" per process ({world} processes)" if world > 1 else "")
-            + ", too few for one optimisation step"
-        )
-    steps_per_epoch = max(1, batches_per_epoch // micro)
-    total_steps = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
-    scheduler = build_scheduler(optimizer, total_steps, cfg.optim)
-    autocast_dtype = autocast_dtype_of(cfg.train.precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
-    ema = None
-    if cfg.optim.ema > 0:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.optim.ema)
-        )
-
-    # ---- state, possibly resumed
-    state = {
-        "epoch": 0,
-        "batch": 0,
-        "step": 0,
-        "best": -math.inf,
-        "best_epoch": -1,
-        "best_step": -1,
-        "threshold": 0.5,
-        "history": [],
-    }
-    threads_before = None  # set when resuming changes the thread count; restored when fit returns
-    if saved is not None:
-        threads = saved.get(ckpt.THREADS)  # absent from checkpoints that predate the key
-        if threads is not None and threads != torch.get_num_threads():
-            if main:
-                print(
-                    f"--resume: torch threads set to {threads} (was {torch.get_num_threads()}), "
-                    f"as {last_path} was trained with, so the run continues bit for bit"
-                )
-            threads_before = torch.get_num_threads()
-            torch.set_num_threads(threads)
-        ckpt.load_weights(model, saved["model"], last_path)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        if ema is not None and saved.get("ema") is not None:
-            ema.load_state_dict(saved["ema"])
-        ckpt.set_rng_state(saved["rng"])
-        state.update({k: saved.get(k, state[k]) for k in state})  # best_step is newer than the rest
-    elif resume and main:
-        print(f"training from the start: {run_dir} holds no checkpoint to resume yet")
-
-    def save(path: Path) -> None:
-        if main:
-            ckpt.save(
-                path,
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                scaler=scaler.state_dict(),
-                ema=ema.state_dict() if ema is not None else None,
-                rng=ckpt.rng_state(),
-                config=cfg.to_dict(),
-                **state,
-            )
-
-    # ---- logging
-    writer = None
-    log = None
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
-        log = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in the finally below
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-        (run_dir / "report.json").write_text(
-            json.dumps({"skipped_rows": train_set.skipped + val_set.skipped}, indent=1)
-        )
-        skipped = len(train_set.skipped) + len(val_set.skipped)
-        if skipped:
-            print(f"skipped {skipped} manifest rows with missing crops (listed in {run_dir / 'report.json'})")
-
-    def emit(record: dict) -> None:
-        if main:
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
-                    writer.add_scalar(f"{record['kind']}/{k}", v, record["step"])
-
-    def keep_if_best(epoch: int) -> None:
-        """Validate; keep the checkpoint when it is the best so far on val (the only selection)."""
-        val, _ = validate(ema.module if ema is not None else model, val_loader, device, cfg, autocast_dtype)
-        record = {"kind": "val", "step": state["step"], "epoch": epoch, **val}
-        emit(record)
-        state["history"].append(record)
-        selected = val[cfg.eval.select_on]
-        if math.isfinite(selected) and selected > state["best"]:
-            state.update(best=selected, best_epoch=epoch, best_step=state["step"], threshold=val["threshold"])
-            save(best_path)
-
-    sums: dict[str, torch.Tensor] = {}
-    window = 0
-
-    def check_finite() -> dict[str, float] | None:
-        """The one host sync of the loop: at log points and before any checkpoint."""
-        nonlocal sums, window
-        if not window:
-            return None
-        values = {k: (dist.all_reduce_mean(v) / window).item() for k, v in sums.items()}
-        if not all(math.isfinite(v) for v in values.values()):
-            raise NonFiniteLoss(
-                f"the training loss became non-finite by step {state['step']} ({values}); "
-                f"stopped, and the last good checkpoint {last_path} was left untouched"
-            )
-        sums, window = {}, 0
-        return values
-
-    start_time, images = time.perf_counter(), 0
-    try:
-        while state["epoch"] < cfg.train.epochs and not (
-            cfg.train.max_steps and state["step"] >= total_steps
-        ):
-            epoch = state["epoch"]
-            set_backbone_frozen(optimizer, epoch < cfg.train.freeze_backbone_epochs)
-            apply_lr_factors(optimizer, scheduler)
-            train_set.set_epoch(epoch)
-            indices = sampler.epoch_indices(epoch)
-            bs = cfg.train.batch_size
-            batches = [indices[i : i + bs] for i in range(0, len(indices) - bs + 1, bs)]
-            loader = training_loader(train_set, batches[state["batch"] :], cfg, device)
-            net.train()
-            if cfg.train.freeze_bn:
-                set_bn_eval(net)
-            bar = tqdm(
-                total=len(batches),
-                initial=state["batch"],
-                desc=f"epoch {epoch}",
-                disable=not (progress and main),
-            )
-            for batch in loader:
-                batch = to_device(batch, device, cfg.train.channels_last)
-                stepped = isinstance(optimizer, SAM) or (state["batch"] + 1) % micro == 0
-                parts = train_step(net, criterion, optimizer, scaler, batch, cfg, autocast_dtype, stepped)
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0) + v
-                window += 1
-                state["batch"] += 1
-                images += len(batch["label"]) * world
-                bar.update()
-                if not stepped:
-                    continue
-                state["step"] += 1
-                scheduler.step()
-                apply_lr_factors(optimizer, scheduler)
-                if ema is not None:
-                    ema.update_parameters(model)
-                if state["step"] % cfg.train.log_every == 0:
-                    values = check_finite()
-                    emit(
-                        {
-                            "kind": "train",
-                            "step": state["step"],
-                            "epoch": epoch,
-                            "lr": optimizer.param_groups[-1]["lr"],
-                            "images": images,  # seen by all ranks in this session (not resumed)
-                            "elapsed_s": round(time.perf_counter() - start_time, 3),
-                            **values,
-                        }
-                    )
-                    bar.set_postfix(loss=f"{values['total']:.4f}")
-                # The last step and an epoch's end are validated and saved after the loop; a step
-                # checkpoint there could outlive a validation killed halfway, which a resume skips.
-                last_step = bool(cfg.train.max_steps) and state["step"] >= total_steps
-                boundary = last_step or state["batch"] >= len(batches)
-                if cfg.train.val_every and state["step"] % cfg.train.val_every == 0 and not boundary:
-                    check_finite()
-                    keep_if_best(epoch)
-                    save(last_path)  # with its validation, so a resumed run does not repeat it
-                    net.train()
-                    if cfg.train.freeze_bn:
-                        set_bn_eval(net)
-                elif cfg.train.ckpt_every and state["step"] % cfg.train.ckpt_every == 0 and not last_step:
-                    check_finite()
-                    save(last_path)
-                if last_step:
-                    break
-            bar.close()
-            values = check_finite()
-            if values:
-                emit({"kind": "train", "step": state["step"], "epoch": epoch, **values})
-            # ---- end of epoch (or of the step budget): validate, keep the best on val only
-            finished_epoch = state["batch"] >= len(batches)
-            if finished_epoch:  # best.pt then holds the state of a finished epoch, like last.pt
-                state["epoch"], state["batch"] = epoch + 1, 0
-            over = (cfg.train.max_steps and state["step"] >= total_steps) or state[
-                "epoch"
-            ] >= cfg.train.epochs
-            every = cfg.train.val_every
-            done = state["history"] and state["history"][-1]["step"] == state["step"]  # accum_steps > 1
-            if (not every or state["step"] % every == 0 or over) and not done:  # a schedule in steps
-                keep_if_best(epoch)
-            save(last_path)
-            if not finished_epoch:
-                break
-    finally:
-        if main:
-            writer.close()
-            log.close()
-        if threads_before is not None:  # the caller's kernel (a notebook) keeps its own count
-            torch.set_num_threads(threads_before)
-    seconds = time.perf_counter() - start_time
-    return RunResult(
-        run_dir,
-        best_path if best_path.is_file() else None,
-        last_path,
-        state["best"],
-        state["best_epoch"],
-        state["threshold"],
-        state["step"],
-        seconds,
-        images / max(seconds, 1e-9),
-        state["history"],
-        len(train_set.skipped) + len(val_set.skipped),
-        model,
-        state["best_step"],
-    )
 
 
 def train_step(
@@ -506,4 +689,13 @@ def _clip(model: torch.nn.Module, cfg: Config) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
 
 
-__all__ = ["BalancedSampler", "NonFiniteLoss", "RunResult", "fit", "train_step", "validate"]
+__all__ = [
+    "BalancedSampler",
+    "NonFiniteLoss",
+    "RunResult",
+    "TrainState",
+    "fit",
+    "open_run_dir",
+    "train_step",
+    "validate",
+]
