@@ -1,7 +1,10 @@
 """Score your own files: videos, images and folders of them, with a trained checkpoint.
 
 Per input: each face's score per frame, the video score (mean over frames of the maximum over
-faces), the model and checkpoint identity and the time taken. A file that cannot be read becomes an
+faces), the model and checkpoint identity and the time taken. Faces are cut as prep cut the
+checkpoint's training crops (its recorded prep options: crop size, scale, alignment) and scored as
+`eval` scores a manifest (the dataset's eval transform, then `score_images`), so the same face gets
+the same score here as through prep and eval. A file that cannot be read becomes an
 error entry with its reason and the others still run; a file without a face gets a null score with
 a reason, and so does a folder without any video or image. A video with a sidecar of face boxes next
 to it (as the synthetic benchmark writes) uses it; a JSON there of another shape is ignored with a
@@ -16,6 +19,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -23,18 +27,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fbifpn.data.faces import (
-    Detector,
-    PrecomputedDetector,
-    SidecarError,
-    box_transform,
-    make_detector,
-    warp_crop,
-)
+from fbifpn import atomic
+from fbifpn.data.cache import synthetic_prep_options
+from fbifpn.data.dataset import model_input
+from fbifpn.data.faces import Face, FaceDetector, PrecomputedDetector, SidecarError, make_detector
+from fbifpn.data.prep import CROP_GEOMETRY, PrepOptions, crop_face, recorded_options
 from fbifpn.data.video import evenly_spaced, read_sampled
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.engine.device import resolve_device
-from fbifpn.paths import temp_beside, writable_dir, writable_file, write_text_atomic
+from fbifpn.engine.evaluate import score_images
+from fbifpn.paths import writable_dir, writable_file
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -70,15 +72,56 @@ def kind_of(path: Path) -> str:
     return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
 
 
-class FaceScorer:
-    """A checkpoint, ready to score face crops."""
+def checkpoint_prep_options(saved: dict, path: Path) -> PrepOptions | None:
+    """The prep options a checkpoint's training crops were cut with (its `prep` key, which fit
+    writes from the manifest's record), or None where it records none: a checkpoint from before
+    they were recorded, or one trained on ready-made crops."""
+    record = saved.get("prep")
+    if record is None:
+        return None
+    try:
+        return PrepOptions(**record)
+    except (TypeError, ValueError) as e:
+        raise ckpt.CheckpointError(
+            f"{path}: refused, its prep options {record!r} are not valid: {e}"
+        ) from None
 
-    def __init__(self, checkpoint: Path, device: str = "cpu", scale: float = 1.3):
+
+def training_crops(saved: dict, cfg, path: Path) -> tuple[PrepOptions, str]:
+    """How a checkpoint's training crops were cut, and where that is known from: its own record
+    (`checkpoint`); for one saved before checkpoints carried it, the record beside its config's
+    manifest (`manifest`), or the options the synthetic benchmark is always prepared with
+    (`synthetic benchmark`); else prep's defaults (`defaults`), which may not be how it trained."""
+    if (recorded := checkpoint_prep_options(saved, path)) is not None:
+        return recorded, "checkpoint"
+    if not cfg.data.manifest:
+        return synthetic_prep_options(cfg), "synthetic benchmark"
+    if (beside := recorded_options(cfg.data.manifest)) is not None:
+        return beside, "manifest"
+    return PrepOptions(), "defaults"
+
+
+class FaceScorer:
+    """A checkpoint, ready to cut and score faces as its training and `eval` did."""
+
+    def __init__(self, checkpoint: Path, device: str = "cpu"):
         self.model, self.cfg, saved = ckpt.load_model(checkpoint)
         self.model.to(device)
+        self.channels_last = self.cfg.train.channels_last
+        if self.channels_last:  # as eval runs it, so that both compute the same sums
+            self.model.to(memory_format=torch.channels_last)
         self.device = device
-        self.scale = scale
         self.threshold = float(saved.get("threshold", 0.5))
+        self.prep_options, source = training_crops(saved, self.cfg, checkpoint)
+        geometry = {k: getattr(self.prep_options, k) for k in CROP_GEOMETRY}
+        if source == "defaults":
+            defaults = ", ".join(f"{k}={v!r}" for k, v in geometry.items())
+            warnings.warn(
+                f"{checkpoint}: records no prep options (saved before checkpoints carried them, or "
+                f"trained on ready-made crops), so faces are cut with prep's defaults ({defaults}); "
+                "if its training crops were cut otherwise, its scores here are not those of eval",
+                stacklevel=2,
+            )
         self.identity = {
             "checkpoint": str(checkpoint),
             "sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16],
@@ -86,30 +129,25 @@ class FaceScorer:
             "variant": self.cfg.model.variant,
             "backbone": self.cfg.model.backbone.name,
             "val_threshold": self.threshold,
+            "crop": geometry | {"source": source},
         }
 
-    def crops(
-        self, frame: np.ndarray, boxes: list[tuple[float, ...]]
-    ) -> tuple[torch.Tensor, list[np.ndarray]]:
-        size = self.cfg.data.image_size
-        mats = [box_transform(b, self.scale, size) for b in boxes]
-        rgb = [cv2.cvtColor(warp_crop(frame, m, size), cv2.COLOR_BGR2RGB) for m in mats]
-        x = (np.stack(rgb).astype(np.float32) / 255 - np.asarray(self.model.mean)) / np.asarray(
-            self.model.std
-        )
-        return torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32)).to(self.device), mats
+    def crop(self, frame: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray]:
+        """The face as prep would have written it for this checkpoint, and its frame-to-crop matrix.
+        ValueError: landmarks too degenerate to align."""
+        return crop_face(frame, face, self.prep_options)
 
-    @torch.no_grad()
+    def inputs(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """Crops as the model's input batch, through the dataset's eval transform."""
+        size, mean, std = self.cfg.data.image_size, self.model.mean, self.model.std
+        return torch.stack([model_input(c, size, mean, std) for c in crops]).to(self.device)
+
     def score(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        out = self.model(x)
-        flipped = self.model(x.flip(-1)) if self.cfg.eval.tta_flip else None
-        p = (
-            self.model.score(out)
-            if flipped is None
-            else (self.model.score(out) + self.model.score(flipped)) / 2
-        )
-        mask = torch.sigmoid(out.mask_logit)[:, 0].cpu().numpy() if out.mask_logit is not None else None
-        return p.cpu().numpy(), mask
+        """Fake probabilities [B] and predicted masks [B, h, w] (None without a mask head)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        scores = score_images(self.model, x, self.cfg.eval.tta_flip)
+        return scores.score.numpy(), None if scores.mask is None else scores.mask.cpu().numpy()
 
 
 def _read(path: Path, frames: int | None) -> tuple[str, dict[int, np.ndarray], list[str]]:
@@ -142,7 +180,7 @@ def _read(path: Path, frames: int | None) -> tuple[str, dict[int, np.ndarray], l
 
 
 def detect_file(
-    path: Path, scorer: FaceScorer, frames: int, detector: Detector, overlay: Path | None = None
+    path: Path, scorer: FaceScorer, frames: int, detector: FaceDetector, overlay: Path | None = None
 ) -> dict:
     """The result entry of one file (never raises for a bad file: the reason goes in the entry)."""
     start = time.perf_counter()
@@ -170,17 +208,24 @@ def detect_file(
                 entry["warnings"].append(f"{e}; faces found by {detector.name} instead")
         entry |= {"type": kind, "detector": finder.name, "frames": []}
         for i, frame in sorted(decoded.items()):
-            faces = finder.detect(frame, i)
+            faces, crops, mats = [], [], []
+            for face in finder.detect(frame, i):
+                try:
+                    crop, matrix = scorer.crop(frame, face)
+                except ValueError as e:  # one face that cannot be aligned costs only its own score
+                    entry["warnings"].append(f"frame {i}: face at {_rounded(face.box)} not scored: {e}")
+                    continue
+                faces.append(face)
+                crops.append(crop)
+                mats.append(matrix)
             record = {"frame_idx": i, "faces": []}
             if faces:
-                x, mats = scorer.crops(frame, [f.box for f in faces])
-                probs, masks = scorer.score(x)
+                probs, masks = scorer.score(scorer.inputs(crops))
                 record["faces"] = [
-                    {"box": [round(float(v), 1) for v in f.box], "score": float(p)}
-                    for f, p in zip(faces, probs, strict=True)
+                    {"box": _rounded(f.box), "score": float(p)} for f, p in zip(faces, probs, strict=True)
                 ]
                 if heat_frames is not None:
-                    heat_frames.append(_heat(frame, mats, masks, probs, scorer.cfg.data.image_size))
+                    heat_frames.append(_heat(frame, mats, masks, probs, scorer.prep_options.size))
             elif heat_frames is not None:
                 heat_frames.append(frame)
             entry["frames"].append(record)
@@ -205,8 +250,13 @@ def detect_file(
     return entry
 
 
+def _rounded(box: tuple[float, ...]) -> list[float]:
+    return [round(float(v), 1) for v in box]
+
+
 def _heat(frame: np.ndarray, mats: list[np.ndarray], masks, probs, size: int) -> np.ndarray:
-    """The predicted mask of each face warped back onto the frame, with its score written on it."""
+    """The predicted mask of each face warped back onto the frame (`mats` map the frame to crops of
+    side `size`), with its score written on it."""
     out = frame.copy()
     for k, m in enumerate(mats):
         if masks is not None:
@@ -244,27 +294,21 @@ def _check_overlay_suffix(path: Path, kind: str) -> None:
 def _write_overlay(path: Path, frames: list[np.ndarray], kind: str) -> None:
     """Write the overlay or raise with the reason; OpenCV reports failures by return values only."""
     _check_overlay_suffix(path, kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(path)
-    try:
-        if kind == "image":
-            if not cv2.imwrite(str(tmp), frames[0]):
-                raise OSError(f"{path}: OpenCV could not write a {path.suffix} image")
-        else:
-            h, w = frames[0].shape[:2]
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 5, (w, h))
-            if not writer.isOpened():
-                raise OSError(f"{path}: OpenCV cannot open a {path.suffix} video for writing")
-            try:
-                for f in frames:
-                    writer.write(f)
-            finally:
-                writer.release()
+    if kind == "image":
+        atomic.write_image(path, frames[0])
+        return
+    with atomic.replacing(path) as tmp:
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 5, (w, h))
+        if not writer.isOpened():
+            raise OSError(f"{path}: OpenCV cannot open a {path.suffix} video for writing")
+        try:
+            for f in frames:
+                writer.write(f)
+        finally:
+            writer.release()
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise OSError(f"{path}: the writer reported success but left no data (disk full?)")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def overlay_targets(paths: list[Path], files: list[Path], overlay: Path | None) -> list[Path | None]:
@@ -353,6 +397,6 @@ def detect(
                 partial.write(json.dumps(entry) + "\n")
                 partial.flush()
     if json_out is not None:
-        write_text_atomic(json_out, json.dumps(results, indent=1))
+        atomic.write_text(json_out, json.dumps(results, indent=1))
         partial_path.unlink(missing_ok=True)
     return results

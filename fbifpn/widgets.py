@@ -4,6 +4,9 @@ with the video's score timeline and the current frame marked.
 
 Model outputs (scores, masks, attention maps) are computed once per video and cached; Grad-CAM is
 computed per (frame, level) on demand and cached too, so moving the slider stays responsive.
+Crops are read through the dataset's eval transform and scored by `score_images`, as `eval` and
+`detect` score them; a folder of videos is cut by prep with the model's training crop geometry
+(`Explorer.from_checkpoint` takes it, the input size and flip TTA from the checkpoint).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fbifpn import atomic
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
-from fbifpn.data.prep import prepare_folder
+from fbifpn.data.prep import PrepOptions, prepare_folder
+from fbifpn.engine.evaluate import score_images
 from fbifpn.explain import denormalise, gradcam, model_maps, neck_layer, overlay
 
 OVERLAYS = ("CAM", "attention", "predicted mask", "ground-truth mask", "none")
@@ -31,18 +36,31 @@ class Explorer:
         image_size: int,
         split: str | None = None,
         detector: str | None = None,
+        tta_flip: bool = False,
+        prep_options: PrepOptions | None = None,
     ):
         """`manifest`: a manifest (DataFrame, CSV or prep folder), or a plain folder of videos, whose
-        faces are then cropped once into a cache (with `detector`, or their sidecars)."""
+        faces are then cropped once into a cache (with `detector`, or their sidecars), cut with the
+        size, scale and alignment of `prep_options` (prep's defaults when None): those the model's
+        training crops were cut with. `tta_flip` as the checkpoint's eval.tta_flip scores as eval."""
         import ipywidgets as w
 
         self.model = model.eval()
+        self.tta_flip = tta_flip
         if not isinstance(manifest, pd.DataFrame):
             source = Path(manifest)
             if source.is_dir() and not (
                 (source / "manifest.csv").is_file() or any(source.glob("manifest.shard-*"))
             ):
-                manifest = prepare_folder(source, detector=detector, progress=False)
+                geometry = prep_options or PrepOptions()
+                manifest = prepare_folder(
+                    source,
+                    detector=detector,
+                    progress=False,
+                    size=geometry.size,
+                    scale=geometry.scale,
+                    align=geometry.align,
+                )
         df = manifest if isinstance(manifest, pd.DataFrame) else load_manifest(Path(manifest))
         if split is not None:
             df = df[df["split"] == split]
@@ -67,6 +85,29 @@ class Explorer:
         controls = w.VBox([self.video, self.frame, self.level, self.kind, self.opacity, self.threshold])
         self.widget = w.HBox([controls, w.VBox([self.image, self.timeline, self.label])])
 
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: Path | str,
+        manifest: pd.DataFrame | Path | str,
+        split: str | None = None,
+        detector: str | None = None,
+    ) -> Explorer:
+        """An explorer that sees and scores faces as `eval` and `detect` do with this checkpoint:
+        its input size, its flip TTA, and for a folder of videos its recorded crop geometry."""
+        from fbifpn.detect import FaceScorer
+
+        scorer = FaceScorer(Path(checkpoint))
+        return cls(
+            scorer.model,
+            manifest,
+            scorer.cfg.data.image_size,
+            split=split,
+            detector=detector,
+            tta_flip=scorer.cfg.eval.tta_flip,
+            prep_options=scorer.prep_options,
+        )
+
     def _video_changed(self) -> None:
         self.frame.max = len(self.videos[self.video.value]) - 1
         self.frame.value = min(self.frame.value, self.frame.max)
@@ -78,8 +119,7 @@ class Explorer:
             rows = self.videos[video_id]
             samples = [self.frames.load(rows.iloc[k]) for k in range(len(rows))]
             images = torch.stack([s["image"] for s in samples])
-            with torch.no_grad():
-                scores = self.model.score(self.model(images)).numpy()
+            scores = score_images(self.model, images, self.tta_flip).score.numpy()
             self.cache[video_id] = {
                 "images": images,
                 "scores": scores,
@@ -177,7 +217,7 @@ class Explorer:
     def snapshot(self, path: Path) -> Path:
         """The current view written as a PNG."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), cv2.cvtColor(self.snapshot_rgb(), cv2.COLOR_RGB2BGR))
+        atomic.write_image(path, cv2.cvtColor(self.snapshot_rgb(), cv2.COLOR_RGB2BGR))
         return Path(path)
 
     def _ipython_display_(self):

@@ -2,14 +2,16 @@
 
 import os
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from fbifpn.data.dataset import Augment, FrameDataset, slot_positions
+from fbifpn.data.dataset import Augment, FrameDataset, model_input, slot_positions
 from fbifpn.data.manifest import load_manifest
 from fbifpn.data.prep import PrepOptions, prep
 from fbifpn.data.sources import ffpp
+from fbifpn.data.sources.base import ScanOptions
 
 NO_AUG = Augment(flip=0, crop_jitter=0, colour=0, jpeg=0)
 
@@ -18,7 +20,7 @@ NO_AUG = Augment(flip=0, crop_jitter=0, colour=0, jpeg=0)
 def manifest(smoke_tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("prep")
     prep(
-        ffpp.scan(smoke_tree / "synth-ff", dataset="synth-ff"),
+        ffpp.scan(smoke_tree / "synth-ff", ScanOptions(dataset="synth-ff")),
         out,
         PrepOptions(frames=6, size=64),
         progress=False,
@@ -127,7 +129,13 @@ def test_demo_benchmark_is_learnable():
         / "synth-ff"
     )
     out = default_prep_out(root, "c23")
-    prep(ffpp.scan(root, dataset="synth-ff"), out, PrepOptions(), workers=os.cpu_count(), progress=False)
+    prep(
+        ffpp.scan(root, ScanOptions(dataset="synth-ff")),
+        out,
+        PrepOptions(),
+        workers=os.cpu_count(),
+        progress=False,
+    )
     result = learnability(out, steps=40)  # 40 steps: under a minute on 2 cores
     assert result["test_videos"] == 250
     assert result["video_auc"] >= 0.85, result
@@ -143,3 +151,26 @@ def test_crops_and_masks_come_out_at_the_input_size(manifest, train):
         assert fake["image"].shape == (3, size, size) and fake["mask"].shape == (1, size, size)
         assert float(fake["mask"].min()) >= 0 and float(fake["mask"].max()) <= 1
         assert fake["mask"].mean() > 0.01  # a fake's mask survives the resize
+
+
+@pytest.mark.parametrize("size", [48, 64, 96], ids=["shrink", "as-is", "enlarge"])
+def test_an_eval_sample_is_model_input_of_its_crop(manifest, size):
+    """What detect and the explorer feed the model (model_input of a crop array) is, bit for bit,
+    what the dataset gives eval for the crop file prep wrote (PNG, read back BGR uint8)."""
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    ds = FrameDataset(manifest, size, mean, std, frames_per_video=2)
+    for index in range(0, len(ds), 7):
+        sample = ds[index]
+        crop = cv2.imread(ds.frame_row(ds.items[index])["image"], cv2.IMREAD_COLOR)
+        expected = model_input(crop, size, mean, std)
+        assert expected.dtype == torch.float32 and expected.shape == (3, size, size)
+        assert torch.equal(sample["image"], expected)
+
+
+def test_model_input_is_rgb_normalised_and_area_resized():
+    crop = np.zeros((64, 64, 3), np.uint8)
+    crop[..., 0] = 255  # blue in OpenCV's BGR
+    crop[::2, ::2, 1] = 255  # a green grid that INTER_AREA averages to 1/4, not skips or keeps
+    x = model_input(crop, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    assert torch.equal(x[2], torch.ones(32, 32)) and torch.equal(x[0], torch.zeros(32, 32))
+    assert torch.allclose(x[1], torch.full((32, 32), 0.25), atol=1 / 255)

@@ -2,6 +2,7 @@
 runs, empty folders, foreign JSON next to a video and videos with fewer frames than asked."""
 
 import json
+from dataclasses import asdict
 
 import cv2
 import numpy as np
@@ -12,7 +13,8 @@ from conftest import noise_frames, write_cv_video
 import fbifpn.detect as det
 from fbifpn import build_model, load_config
 from fbifpn.cli import main
-from fbifpn.data.faces import Detector, Face, PrecomputedDetector, SidecarError, sidecar_problem
+from fbifpn.data.faces import Face, FaceDetector, PrecomputedDetector, SidecarError, sidecar_problem
+from fbifpn.data.prep import PrepOptions
 from fbifpn.engine import checkpoint as ckpt
 
 
@@ -22,12 +24,17 @@ def checkpoint(tmp_path_factory):
     model = build_model(load_config("smoke")).eval()
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
     ckpt.save(
-        path, model=model.state_dict(), config=load_config("smoke").to_dict(), threshold=0.5, best_epoch=0
+        path,
+        model=model.state_dict(),
+        config=load_config("smoke").to_dict(),
+        threshold=0.5,
+        best_epoch=0,
+        prep=asdict(PrepOptions(size=64)),  # as fit records its manifest's prep options
     )
     return path
 
 
-class FixedFace(Detector):
+class FixedFace(FaceDetector):
     """One face in the middle of every frame: each file gets a score, with no real detector."""
 
     name = "fixed"

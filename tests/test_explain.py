@@ -13,6 +13,7 @@ from skimage import data
 
 from fbifpn import build_model, load_config
 from fbifpn.cli import main
+from fbifpn.data.sources.base import ScanOptions
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.explain import (
     backbone_layer,
@@ -89,7 +90,7 @@ def test_localisation_table_per_method(smoke_tree, model, tmp_path):
     from fbifpn.data.sources import ffpp
 
     prep(
-        ffpp.scan(smoke_tree / "synth-ff", dataset="synth-ff"),
+        ffpp.scan(smoke_tree / "synth-ff", ScanOptions(dataset="synth-ff")),
         tmp_path,
         PrepOptions(frames=2, size=64),
         progress=False,

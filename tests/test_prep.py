@@ -17,6 +17,7 @@ from fbifpn.data.faces import DetectorUnavailable, align_transform, make_detecto
 from fbifpn.data.manifest import load_manifest
 from fbifpn.data.prep import PrepOptions, prep
 from fbifpn.data.sources import ffpp
+from fbifpn.data.sources.base import ScanOptions
 
 OPTS = PrepOptions(frames=4, detector="precomputed", size=64, scale=1.3)
 
@@ -59,7 +60,7 @@ def _face_frames(n, size=(96, 96), box=(30, 24, 66, 72), gray=False):
 
 
 def test_prep_on_the_synthetic_benchmark(smoke_tree, tmp_path):
-    entries = ffpp.scan(smoke_tree / "synth-ff", compression="c23", dataset="synth-ff")
+    entries = ffpp.scan(smoke_tree / "synth-ff", ScanOptions(compression="c23", dataset="synth-ff"))
     report = prep(entries, tmp_path / "out", OPTS, progress=False)
     df = load_manifest(tmp_path / "out")
     assert report["videos"] == {"total": 30, "done": 30, "failed": 0, "skipped_already_done": 0}
@@ -78,7 +79,7 @@ def test_prep_on_the_synthetic_benchmark(smoke_tree, tmp_path):
 
 
 def test_prep_records_its_options_and_refuses_to_mix_crop_geometries(smoke_tree, tmp_path):
-    entries = ffpp.scan(smoke_tree / "synth-ff", compression="c23", dataset="synth-ff")[:2]
+    entries = ffpp.scan(smoke_tree / "synth-ff", ScanOptions(compression="c23", dataset="synth-ff"))[:2]
     out = tmp_path / "out"
     prep(entries, out, OPTS, progress=False)
     assert prep_module.recorded_options(out) == OPTS
@@ -101,6 +102,30 @@ def test_align_puts_the_eyes_on_the_template(smoke_tree):
             lm = np.array(f["landmarks"])
             eyes = transform_points(lm, align_transform(lm, size, scale))[:2]
             assert np.linalg.norm(eyes - template(size, scale)[:2], axis=1).max() <= 3
+
+
+@pytest.mark.parametrize(
+    "options", [OPTS, replace(OPTS, size=80, scale=1.6, align=True)], ids=["box", "align-1.6"]
+)
+def test_crop_face_gives_the_crop_prep_writes_bit_for_bit(smoke_tree, tmp_path, options):
+    """detect and the explorer cut faces with crop_face: it must be what prep wrote, byte for byte
+    after the PNG round trip, the alignment and scale included."""
+    from fbifpn.data.faces import PrecomputedDetector
+    from fbifpn.data.video import read_sampled
+
+    entry = ffpp.scan(smoke_tree / "synth-ff", ScanOptions(compression="c23", dataset="synth-ff"))[0]
+    prep([entry], tmp_path / "out", options, progress=False)
+    rows = load_manifest(tmp_path / "out")
+    frames = read_sampled(entry.path, list(rows["frame_idx"]))
+    faces = PrecomputedDetector().for_video(entry.path)
+    for _, row in rows.iterrows():
+        (face,) = faces.detect(frames[row["frame_idx"]], row["frame_idx"])
+        crop, matrix = prep_module.crop_face(frames[row["frame_idx"]], face, options)
+        written = cv2.imread(row["image"], cv2.IMREAD_COLOR)
+        assert crop.dtype == np.uint8 and crop.shape == (options.size, options.size, 3)
+        assert np.array_equal(written, crop)
+        corners = transform_points(np.array([face.box[:2], face.box[2:]]), matrix)
+        assert np.allclose(corners.ravel(), row[["crop_x0", "crop_y0", "crop_x1", "crop_y1"]].to_numpy(float))
 
 
 def test_mask_square_lands_where_the_transform_puts_it(tmp_path):
@@ -133,7 +158,7 @@ def test_mask_square_lands_where_the_transform_puts_it(tmp_path):
 
 
 def test_resume_after_a_kill_gives_the_same_manifest(smoke_tree, tmp_path, monkeypatch):
-    entries = ffpp.scan(smoke_tree / "synth-ff", compression="c40", dataset="synth-ff")
+    entries = ffpp.scan(smoke_tree / "synth-ff", ScanOptions(compression="c40", dataset="synth-ff"))
     prep(entries, tmp_path / "whole", OPTS, progress=False)
     real_process = prep_module.process_video
     calls = {"n": 0}
@@ -156,7 +181,7 @@ def test_resume_after_a_kill_gives_the_same_manifest(smoke_tree, tmp_path, monke
 
 
 def test_shards_union_equals_the_whole_run(smoke_tree, tmp_path):
-    entries = ffpp.scan(smoke_tree / "synth-ff", compression="c23", dataset="synth-ff")
+    entries = ffpp.scan(smoke_tree / "synth-ff", ScanOptions(compression="c23", dataset="synth-ff"))
     prep(entries, tmp_path / "whole", OPTS, progress=False)
     for i in range(3):
         prep(entries, tmp_path / "sharded", OPTS, shard=(i, 3), progress=False)

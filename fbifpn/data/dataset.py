@@ -36,6 +36,26 @@ def slot_positions(n: int, k: int, offset: float | None = None) -> list[int]:
     return [min(n - 1, int((j + offset) * n / k)) for j in range(k)]
 
 
+def _to_input_size(image: np.ndarray, image_size: int) -> np.ndarray:
+    """One resize to image_size x image_size: INTER_AREA when shrinking (it averages rather than
+    skips pixels, so no aliasing), INTER_LINEAR when enlarging."""
+    h, w = image.shape[:2]
+    if (h, w) == (image_size, image_size):
+        return image
+    interpolation = cv2.INTER_AREA if h > image_size else cv2.INTER_LINEAR
+    return cv2.resize(image, (image_size, image_size), interpolation=interpolation)
+
+
+def model_input(crop: np.ndarray, image_size: int, mean, std) -> torch.Tensor:
+    """A BGR uint8 crop (as prep writes it and cv2 reads it) as the model's input: float32
+    [3, image_size, image_size], resized, RGB, normalised with the model's `mean` and `std` (3 each).
+    What FrameDataset gives at eval; `detect` and the explorer feed crops through it too, so every
+    entry point scores the same tensor."""
+    rgb = cv2.cvtColor(_to_input_size(crop, image_size), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    rgb = (rgb - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+
+
 @dataclass(frozen=True)
 class Augment:
     """Training augmentations; each applies with its probability to image and mask alike."""
@@ -119,6 +139,15 @@ class FrameDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def labels(self) -> list[int]:
+        """Each sample's label in index order (a self-blended fake is 1), read without loading a crop."""
+        return [1 if item.sbi else int(self.videos[item.video]["label"].iloc[0]) for item in self.items]
+
+    def sbi_pairs(self) -> list[tuple[int, int]]:
+        """(real, its self-blended fake) index pairs in index order; empty unless `fakes` makes SBI
+        fakes. Each SBI sample is built right after the real crop it blends."""
+        return [(i - 1, i) for i, item in enumerate(self.items) if item.sbi]
+
     def frame_row(self, item: Item) -> pd.Series:
         """K evenly spaced crops of the video; in training, shifted by an offset drawn per epoch."""
         rows = self.videos[item.video]
@@ -147,13 +176,12 @@ class FrameDataset(torch.utils.data.Dataset):
             label, has_mask, method = 1.0, True, "SBI"
         # Geometry first and straight to the input size, so the photometric work and the JPEG round
         # trip touch image_size**2 pixels, not the crop's (4x fewer for 256 px crops fed at 128).
+        # Without augmentation this is model_input(crop) exactly: its own resize then has nothing to do.
         image, mask = self._geometry(image, mask, rng)
         if self.augment is not None:
             image = self._photometric(image, rng)
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
-        rgb = (rgb - self.mean) / self.std
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
+            "image": model_input(image, self.image_size, self.mean, self.std),
             "label": torch.tensor(label, dtype=torch.float32),
             "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
             "has_mask": torch.tensor(has_mask),
@@ -206,12 +234,7 @@ class FrameDataset(torch.utils.data.Dataset):
             ch, cw = round(h * s), round(w * s)
             y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
         image, mask = image[y0 : y0 + ch, x0 : x0 + cw], mask[y0 : y0 + ch, x0 : x0 + cw]
-        size = (self.image_size, self.image_size)
-        if (ch, cw) != size:
-            shrink = ch > self.image_size
-            interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-            image = cv2.resize(image, size, interpolation=interpolation)
-            mask = cv2.resize(mask, size, interpolation=interpolation)
+        image, mask = _to_input_size(image, self.image_size), _to_input_size(mask, self.image_size)
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
     def _photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -46,13 +46,13 @@ class DetectorUnavailable(RuntimeError):
     """The backend's package is not installed; the message says what to install."""
 
 
-class Detector:
+class FaceDetector:
     name = "base"
 
     def detect(self, frame: np.ndarray, frame_idx: int) -> list[Face]:
         raise NotImplementedError
 
-    def for_video(self, video: Path) -> Detector:
+    def for_video(self, video: Path) -> FaceDetector:
         """Backends that read per-video data (sidecars) return a bound copy."""
         return self
 
@@ -129,7 +129,7 @@ def is_sidecar(path: Path) -> bool:
     return True
 
 
-class PrecomputedDetector(Detector):
+class PrecomputedDetector(FaceDetector):
     name = "precomputed"
 
     def __init__(self, sidecar: Path | None = None):
@@ -159,7 +159,7 @@ class PrecomputedDetector(Detector):
         ]
 
 
-class HaarDetector(Detector):
+class HaarDetector(FaceDetector):
     name = "haar"
 
     def __init__(self, max_side: int = 480):
@@ -173,7 +173,7 @@ class HaarDetector(Detector):
         return [Face((x / s, y / s, (x + w) / s, (y + h) / s)) for x, y, w, h in found]
 
 
-class MTCNNDetector(Detector):
+class MTCNNDetector(FaceDetector):
     name = "mtcnn"
 
     def __init__(self, max_side: int = 480):
@@ -199,7 +199,7 @@ class MTCNNDetector(Detector):
         ]
 
 
-class YuNetDetector(Detector):
+class YuNetDetector(FaceDetector):
     name = "yunet"
 
     def __init__(self, max_side: int = 480):
@@ -231,7 +231,7 @@ DETECTORS = {
 }
 
 
-def make_detector(name: str) -> Detector:
+def make_detector(name: str) -> FaceDetector:
     if name not in DETECTORS:
         raise ValueError(f"--detector: unknown detector {name!r} (detectors: {', '.join(DETECTORS)})")
     return DETECTORS[name]()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from fbifpn import atomic
 from fbifpn.config import Range
 from fbifpn.data.faces import (
     DetectorUnavailable,
@@ -39,10 +39,10 @@ from fbifpn.data.faces import (
     transform_points,
     warp_crop,
 )
-from fbifpn.data.manifest import frame, write_csv_atomic
+from fbifpn.data.manifest import frame
 from fbifpn.data.sources.base import VideoEntry, frame_number
 from fbifpn.data.video import evenly_spaced, frame_count, read_sampled
-from fbifpn.paths import writable_dir, write_text_atomic
+from fbifpn.paths import writable_dir
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def record_options(out: Path, options: PrepOptions) -> None:
                 f"{out} holds crops made with {was}; these options ask for {now}. "
                 "Prepare into another folder, or pass the same options"
             )
-    write_text_atomic(out / OPTIONS_FILE, json.dumps(asdict(options), indent=1))
+    atomic.write_text(out / OPTIONS_FILE, json.dumps(asdict(options), indent=1))
 
 
 def part_path(out: Path, video_id: str) -> Path:
@@ -129,6 +129,16 @@ def _crop_matrix(face: Face, options: PrepOptions) -> np.ndarray:
     if options.align and face.landmarks is not None:
         return align_transform(face.landmarks, options.size, options.scale)
     return box_transform(face.box, options.scale, options.size)
+
+
+def crop_face(frame: np.ndarray, face: Face, options: PrepOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The crop of `face` exactly as prep writes it (options.size square, cut with options.scale and
+    options.align; BGR like the frame), and the 2x3 frame-to-crop matrix that also carries the
+    face's mask and landmarks. Everything that scores a face (`detect`, the explorer) cuts it here,
+    so that a model sees faces as it saw them in training. ValueError: landmarks too degenerate
+    to align."""
+    matrix = _crop_matrix(face, options)
+    return warp_crop(frame, matrix, options.size), matrix
 
 
 def process_video(entry: VideoEntry, out: Path, options: PrepOptions, detector=None) -> dict:
@@ -210,14 +220,14 @@ def process_video(entry: VideoEntry, out: Path, options: PrepOptions, detector=N
             warn(path, f"frame {i}: no face found")
             continue
         for face, face_idx in zip(faces, tracker.assign(faces), strict=True):
-            m = _crop_matrix(face, options)
+            crop, m = crop_face(frames[i], face, options)
             name = f"{i:05d}_{face_idx}"
             image_rel = Path("crops") / crops_dir / f"{name}.png"
-            _imwrite(out / image_rel, warp_crop(frames[i], m, options.size))
+            atomic.write_image(out / image_rel, crop)
             mask_rel = ""
             if masks.get(i) is not None:
                 mask_rel = str(Path("masks") / crops_dir / f"{name}.png")
-                _imwrite(out / mask_rel, warp_crop(masks[i], m, options.size))
+                atomic.write_image(out / mask_rel, warp_crop(masks[i], m, options.size))
             points = face.contour if face.contour is not None else face.landmarks
             lm_rel = ""
             if points is not None:
@@ -284,14 +294,6 @@ def _index_crops(entry: VideoEntry, part: dict) -> dict:
     return part
 
 
-def _imwrite(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"{path}: cannot write")
-    os.replace(tmp, path)
-
-
 _DETECTORS: dict = {}  # one detector per process and backend: MTCNN takes a while to build
 
 
@@ -312,7 +314,7 @@ def _work(args: tuple[VideoEntry, str, PrepOptions]) -> tuple[str, dict]:
             "frames_failed": 0,
             "failures": [{"file": str(entry.path), "reason": f"{type(e).__name__}: {e}"}],
         }
-    write_text_atomic(part_path(Path(out), entry.video_id), json.dumps(part))
+    atomic.write_text(part_path(Path(out), entry.video_id), json.dumps(part))
     return entry.video_id, part
 
 
@@ -374,7 +376,7 @@ def prep(
         seen[e.video_id] = e.split
     if not all(e.in_place for e in entries):  # an index of ready crops: prep cuts none
         record_options(out, options)
-    write_text_atomic(out / "layout_notes.json", json.dumps(list(notes)))
+    atomic.write_text(out / "layout_notes.json", json.dumps(list(notes)))
     if options.detector != "precomputed" and not any(e.in_place for e in entries):
         make_detector(options.detector)  # fail at once if the backend is missing, not once per video
     todo = shard_entries(entries, shard)
@@ -415,7 +417,7 @@ def write_outputs(
     )
     parts = [json.loads(p.read_text()) for p in paths if p.is_file()]
     rows = [r for p in parts for r in p["rows"]]
-    write_csv_atomic(frame(rows), out / f"manifest{suffix}.csv")
+    atomic.write_csv(frame(rows), out / f"manifest{suffix}.csv")
     report = {
         "videos": {
             "total": len(parts),
@@ -440,13 +442,14 @@ def write_outputs(
         "warnings": [w for p in parts for w in p["warnings"]],
         "options": asdict(options) if options else None,
     }
-    write_text_atomic(out / f"prep_report{suffix}.json", json.dumps(report))
+    atomic.write_text(out / f"prep_report{suffix}.json", json.dumps(report))
     return report
 
 
 __all__ = [
     "DetectorUnavailable",
     "PrepOptions",
+    "crop_face",
     "parse_shard",
     "prep",
     "process_video",
@@ -465,9 +468,12 @@ def prepare_folder(
     frames: int = 32,
     size: int = 256,
     progress: bool = True,
+    scale: float = 1.3,
+    align: bool = False,
 ) -> Path:
     """Crop the faces of a folder of unlabelled videos (label -1, split "") into a manifest folder,
-    by default a cache under runs/cache/folders/. Videos with sidecars use them unless `detector` is set."""
+    by default a cache under runs/cache/folders/. Videos with sidecars use them unless `detector` is set.
+    `size`, `scale` and `align` are a model's training crop geometry (its checkpoint's prep options)."""
     from fbifpn.data.faces import is_sidecar
     from fbifpn.paths import cache_dir
 
@@ -490,7 +496,7 @@ def prepare_folder(
         if out is not None
         else cache_dir()
         / "folders"
-        / hashlib.sha1(f"{folder}|{detector}|{frames}|{size}".encode()).hexdigest()[:16]
+        / hashlib.sha1(f"{folder}|{detector}|{frames}|{size}|{scale}|{align}".encode()).hexdigest()[:16]
     )
     entries = [
         VideoEntry(
@@ -505,5 +511,6 @@ def prepare_folder(
         )
         for v in videos
     ]
-    prep(entries, out, PrepOptions(frames=frames, detector=detector, size=size), progress=progress)
+    options = PrepOptions(frames=frames, detector=detector, size=size, scale=scale, align=align)
+    prep(entries, out, options, progress=progress)
     return out
