@@ -7,6 +7,7 @@ names the failing cell and keeps its partial output for inspection.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -25,8 +26,16 @@ def batch_mode() -> bool:
 
 
 def budget_of(cfg, notebook: Path) -> int:
-    """The notebook's time budget in seconds (cfg.notebooks.budget_s.<name without its number>)."""
-    return int(getattr(cfg.notebooks.budget_s, notebook.stem[3:], 0))
+    """The notebook's time budget in seconds: cfg.notebooks.budget_s.<its name without the number>
+    (0: none). A notebook without such a field is an error, not a notebook without a budget."""
+    name = Path(notebook).stem[3:]
+    known = [f.name for f in dataclasses.fields(cfg.notebooks.budget_s)]
+    if name not in known:
+        raise ValueError(
+            f"{Path(notebook).name}: no time budget field {name!r} in notebooks.budget_s "
+            f"(fields: {', '.join(known)}); add it to fbifpn.config.BudgetConfig"
+        )
+    return getattr(cfg.notebooks.budget_s, name)
 
 
 def setup(profile: str, overrides: dict, run_dir: str, figures_dir: str, device: str = "auto", seed: int = 0):
@@ -126,13 +135,14 @@ def run(
     out = Path(out) if out is not None else runs_dir() / profile
     figures = Path(figures) if figures is not None else (project_root() or Path.cwd()) / "figures" / profile
     params = parameters_for(profile, overrides, out, figures, extra)
+    budgets = {notebook: budget_of(cfg, notebook) for notebook in notebook_list(only)}  # before any runs
     executed, over = [], []
     from fbifpn.experiments import FIGURES_ONLY
 
     # The kernels papermill starts inherit these; the caller's environment is left as it was.
     flags = {BATCH: "1", FIGURES_ONLY: "1" if figures_only else "0"}
     with mock.patch.dict(os.environ, flags):
-        for notebook in notebook_list(only):
+        for notebook, budget in budgets.items():
             target = out / "notebooks" / notebook.name
             target.parent.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
@@ -156,7 +166,7 @@ def run(
                 raise RuntimeError(
                     f"notebook {notebook.name} failed in cell {e.cell_index}: {e.ename}: {e.evalue}"
                 ) from None
-            seconds, budget = time.perf_counter() - start, budget_of(cfg, notebook)
+            seconds = time.perf_counter() - start
             against = (
                 f" (budget {budget} s{', OVER' if budget and seconds > budget else ''})" if budget else ""
             )

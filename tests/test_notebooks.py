@@ -11,9 +11,10 @@ import sys
 import pandas as pd
 import pytest
 
-from fbifpn.config import ConfigError
+import fbifpn.notebooks as notebooks_module
+from fbifpn.config import ConfigError, load_config
 from fbifpn.experiments import FIGURES_ONLY
-from fbifpn.notebooks import BATCH, notebook_list, prepare, run
+from fbifpn.notebooks import BATCH, budget_of, notebook_list, prepare, run
 
 pytestmark = pytest.mark.slow
 
@@ -112,6 +113,18 @@ def test_unknown_parameters_fail_with_their_name(tmp_path):
         run("smoke", only=["00"], out=tmp_path, figures=tmp_path, extra={"sed": 1})
     with pytest.raises(ValueError, match="--only 09"):
         notebook_list(["09"])
+
+
+def test_every_notebook_has_a_budget_and_one_without_stops_the_run_first(tmp_path, monkeypatch):
+    cfg = load_config("demo")
+    assert sum(budget_of(cfg, nb) for nb in notebook_list()) == 750  # the demo's 15 minutes, less setup
+    extra = tmp_path / "07_robustness.ipynb"
+    with pytest.raises(ValueError, match=r"07_robustness\.ipynb: no time budget field 'robustness'"):
+        budget_of(cfg, extra)
+    monkeypatch.setattr(notebooks_module, "notebook_list", lambda only=None: [*notebook_list(["00"]), extra])
+    with pytest.raises(ValueError, match="no time budget field"):
+        run("smoke", out=tmp_path / "out", figures=tmp_path / "figures")
+    assert not (tmp_path / "out" / "notebooks").exists()  # refused before notebook 00 ran
 
 
 def test_a_misspelt_override_stops_the_run_naming_the_key(tmp_path):

@@ -151,3 +151,49 @@ def test_lean_train_and_eval(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ev/metrics.json").is_file()
+
+
+def _imports_of(path, package_root):
+    """The fbifpn modules a file imports, at its top and inside its functions alike."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("fbifpn")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fbifpn"):
+            for a in node.names:  # `from fbifpn import atomic` imports the module fbifpn.atomic
+                sub = f"{node.module}.{a.name}"
+                is_module = (package_root / (sub.replace(".", "/") + ".py")).is_file() or (
+                    package_root / sub.replace(".", "/")
+                ).is_dir()
+                found.add(sub if is_module else node.module)
+    return found
+
+
+def test_the_package_has_no_import_cycle():
+    root = ROOT
+    modules = {
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (root / "fbifpn").rglob("*.py")
+    }
+    graph = {m: {i for i in _imports_of(p, root) if i in modules and i != m} for m, p in modules.items()}
+    graph.pop("fbifpn")  # the root package runs first, whatever is imported, and imports only its API
+    for edges in graph.values():
+        edges.discard("fbifpn")
+    state, cycle = {}, []
+
+    def visit(m, path):
+        state[m] = "open"
+        for n in sorted(graph[m]):
+            if state.get(n) == "open":
+                cycle.append([*path[path.index(n) :], n])
+            elif n not in state:
+                visit(n, [*path, n])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycle, "import cycle: " + " -> ".join(cycle[0])
