@@ -398,15 +398,15 @@ def _ddp_worker(rank, world, port, manifest, run_dir, overrides, out):
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.slow
-def test_ddp_two_cpu_processes_match_a_single_process(smoke_manifest, tmp_path):
-    common = ["train.max_steps=2", "train.freeze_bn=true", "train.epochs=1"]
+def _two_ranks_then_one(worker, common, manifest, tmp_path):
+    """Train `common` in two gloo processes (batch 4 each, through `worker`), then in one process with
+    the same global batch (8); the two ranks' weights and the single process's."""
     torch.multiprocessing.spawn(
-        _ddp_worker,
+        worker,
         args=(
             2,
             _free_port(),
-            smoke_manifest,
+            manifest,
             str(tmp_path / "ddp"),
             [*common, "train.batch_size=4"],
             str(tmp_path),
@@ -414,17 +414,31 @@ def test_ddp_two_cpu_processes_match_a_single_process(smoke_manifest, tmp_path):
         nprocs=2,
     )
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = fit(
+            load_config("smoke", [*common, "train.batch_size=8"]),
+            manifest,
+            tmp_path / "single",
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(before)
+    return r0, r1, single.model.state_dict()
+
+
+def _assert_close_weights(a, b):
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_match_a_single_process(smoke_manifest, tmp_path):
+    common = ["train.max_steps=2", "train.freeze_bn=true", "train.epochs=1"]
+    r0, r1, ref = _two_ranks_then_one(_ddp_worker, common, smoke_manifest, tmp_path)
     assert _same(r0, r1)  # DDP keeps the ranks identical
-    torch.set_num_threads(1)
-    single = fit(
-        load_config("smoke", [*common, "train.batch_size=8"]),
-        smoke_manifest,
-        tmp_path / "single",
-        progress=False,
-    )
-    ref = single.model.state_dict()
-    for k in ref:
-        torch.testing.assert_close(r0[k], ref[k], rtol=1e-4, atol=1e-5)
+    _assert_close_weights(r0, ref)
     from fbifpn.models.net import build_model
 
     torch.manual_seed(0)
@@ -461,36 +475,11 @@ def test_ddp_accumulation_all_reduces_once_per_optimiser_step(smoke_manifest, tm
     cross processes once per optimiser step, and the step still equals one process's step over both
     ranks' samples."""
     common = ["train.max_steps=2", "train.freeze_bn=true", "train.epochs=1", "optim.accum_steps=2"]
-    torch.multiprocessing.spawn(
-        _counting_ddp_worker,
-        args=(
-            2,
-            _free_port(),
-            smoke_manifest,
-            str(tmp_path / "ddp"),
-            [*common, "train.batch_size=4"],
-            str(tmp_path),
-        ),
-        nprocs=2,
-    )
+    r0, r1, ref = _two_ranks_then_one(_counting_ddp_worker, common, smoke_manifest, tmp_path)
     assert ckpt.load(tmp_path / "ddp/last.pt")["step"] == 2  # 4 micro-batches per rank
     assert [json.loads((tmp_path / f"all_reduced{r}.json").read_text()) for r in (0, 1)] == [2, 2]
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert _same(r0, r1)  # the local gradients were summed into the all-reduce, on both ranks
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        single = fit(
-            load_config("smoke", [*common, "train.batch_size=8"]),
-            smoke_manifest,
-            tmp_path / "single",
-            progress=False,
-        )
-    finally:
-        torch.set_num_threads(before)
-    ref = single.model.state_dict()
-    for k in ref:
-        torch.testing.assert_close(r0[k], ref[k], rtol=1e-4, atol=1e-5)
+    _assert_close_weights(r0, ref)
 
 
 def _made_on_main_worker(rank, world, port, out):
