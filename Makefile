@@ -37,6 +37,7 @@ demo: venv
 # install; like the demo, an interrupted study continues where it stopped.
 study: venv
 	$(PY) -m fbifpn synth --size demo --workers $(WORKERS)
+	$(PY) -m pytest -q -m benchmark
 	$(PY) -m fbifpn notebooks run --profile study --only 02 03 04
 
 # Tables and figures again from the finished runs and saved evaluations; trains nothing.
@@ -57,11 +58,12 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# `benchmark` tests need the demo-size benchmark (minutes to generate on a fresh clone): make study runs them.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not benchmark"
 
 test-fast: lint
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not benchmark"
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

@@ -23,6 +23,9 @@ LOG_EVERY=${LOG_EVERY:-10}
 COMPILE_SECONDS=${COMPILE_SECONDS:-90}  # 0 skips the torch.compile measurement
 SYNTH_SIZE=${SYNTH_SIZE:-demo}
 PY=${PYTHON:-python}
+# The harness's rounds, and steps and warm-up steps per round when set (unset: each call's own
+# numbers below). The CPU dry-run test sets them small: it checks what is reported, not the rates.
+ROUNDS=${BENCH_ROUNDS:-3}
 WORKERS=$(nproc)
 export PYTHONPATH=. HF_HUB_OFFLINE=1
 mkdir -p "$OUT"
@@ -34,15 +37,15 @@ $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__ver
 SET=(--set model.backbone.pretrained=false --set data.synthetic="$SYNTH_SIZE")
 HALF=$($PY -c "from fbifpn import load_config; print(load_config('$PROFILE').model.neck.width // 2)")
 echo "== harness: training step, then inference"
-$PY -m fbifpn bench train --profile "$PROFILE" "${SET[@]}" --steps 7 --rounds 3 --warmup 5 \
-    --variants grid_consistency no_consistency backbone_only --json "$OUT/bench-train.json"
-$PY -m fbifpn bench infer --profile "$PROFILE" "${SET[@]}" --steps 10 --rounds 3 --warmup 5 \
-    --variants grid_consistency --json "$OUT/bench-infer.json"
+$PY -m fbifpn bench train --profile "$PROFILE" "${SET[@]}" --steps "${BENCH_STEPS:-7}" --rounds "$ROUNDS" \
+    --warmup "${BENCH_WARMUP:-5}" --variants grid_consistency no_consistency backbone_only --json "$OUT/bench-train.json"
+$PY -m fbifpn bench infer --profile "$PROFILE" "${SET[@]}" --steps "${BENCH_STEPS:-10}" --rounds "$ROUNDS" \
+    --warmup "${BENCH_WARMUP:-5}" --variants grid_consistency --json "$OUT/bench-infer.json"
 echo "== harness with the stride-4 level at half width (model.neck.finest_width, an option)"
 $PY -m fbifpn bench train --profile "$PROFILE" "${SET[@]}" --set model.neck.finest_width="$HALF" \
-    --steps 4 --rounds 3 --warmup 3 --no-sam --json "$OUT/bench-train-narrow.json"
+    --steps "${BENCH_STEPS:-4}" --rounds "$ROUNDS" --warmup "${BENCH_WARMUP:-3}" --no-sam --json "$OUT/bench-train-narrow.json"
 $PY -m fbifpn bench infer --profile "$PROFILE" "${SET[@]}" --set model.neck.finest_width="$HALF" \
-    --steps 7 --rounds 3 --warmup 5 --json "$OUT/bench-infer-narrow.json"
+    --steps "${BENCH_STEPS:-7}" --rounds "$ROUNDS" --warmup "${BENCH_WARMUP:-5}" --json "$OUT/bench-infer-narrow.json"
 if [ "$COMPILE_SECONDS" -gt 0 ]; then
     echo "== harness under torch.compile (compile time excluded; given up after $COMPILE_SECONDS s)"
     timeout "$COMPILE_SECONDS" $PY -m fbifpn bench train --profile "$PROFILE" "${SET[@]}" --steps 7 \
@@ -53,7 +56,8 @@ fi
 echo "== $SYNTH_SIZE-size synthetic benchmark on $WORKERS cores"
 time $PY -m fbifpn synth --size "$SYNTH_SIZE" --workers "$WORKERS"
 echo "== harness: the DataLoader (online SBI) against tensors on the device"
-$PY -m fbifpn bench data --profile "$PROFILE" "${SET[@]}" --steps 7 --rounds 3 --warmup 5 --json "$OUT/bench-data.json"
+$PY -m fbifpn bench data --profile "$PROFILE" "${SET[@]}" --steps "${BENCH_STEPS:-7}" --rounds "$ROUNDS" \
+    --warmup "${BENCH_WARMUP:-5}" --json "$OUT/bench-data.json"
 
 echo "== ${TRAIN_SECONDS} s of $PROFILE-profile training on synth-ff c23 ($SYNTH_SIZE size)"
 # SIGINT ends fit cleanly (its logs are closed); what it trained is in metrics.jsonl either way.

@@ -209,6 +209,9 @@ def test_the_gpu_check_script_dry_runs_on_cpu(tmp_path):
         "LOG_EVERY": "1",
         "TRAIN_SECONDS": "1800",  # only a guard against a hang
         "COMPILE_SECONDS": "0",  # inductor's CPU build takes minutes on 2 cores
+        "BENCH_ROUNDS": "1",  # what is reported is checked here, not the rates: one short round
+        "BENCH_STEPS": "1",
+        "BENCH_WARMUP": "1",
         "OUT": str(tmp_path),
         "PYTHON": sys.executable,
     }

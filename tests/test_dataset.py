@@ -117,6 +117,7 @@ def test_workers_give_the_same_batches(manifest):
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark
 def test_demo_benchmark_is_learnable():
     """Demo size, seed 0, synth-ff c23: a small model trained for at most a minute reaches video AUC
     >= 0.85 on the test split (with the shortcut audit: learnable, and only from the faces)."""
