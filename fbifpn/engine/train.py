@@ -402,9 +402,8 @@ def train_epoch(training: Training, state: TrainState, log: RunLog, progress: bo
         if cfg.train.val_every and state.step % cfg.train.val_every == 0 and not at_the_end:
             log.close_window(state.step)
             validate_and_select(training, state, log, epoch)
-            save_checkpoint(
-                training, training.last_path, state
-            )  # with its validation, so a resumed run does not repeat it
+            # last.pt with its validation, so that a resumed run does not repeat it
+            save_checkpoint(training, training.last_path, state)
             train_mode(training)
         elif cfg.train.ckpt_every and state.step % cfg.train.ckpt_every == 0 and not last_step:
             log.close_window(state.step)
