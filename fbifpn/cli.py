@@ -230,11 +230,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.profile, args.overrides)
     dist.setup(resolve_device(cfg.train.device))  # under torchrun: the ranks meet before the data is made
-    open_run_dir(cfg, args.run_dir, args.resume)  # a resume with another config fails before any data is made
+    run = open_run_dir(
+        cfg, args.run_dir, args.resume
+    )  # another config's last.pt fails before any data is made
     # Rank 0 alone generates and prepares the synthetic benchmark: ranks doing it side by side would
     # race on one cache folder.
     manifest = dist.made_on_main(lambda: cache.prepared_manifest(cfg))
-    result = fit(cfg, manifest, args.run_dir, resume=args.resume)
+    result = fit(cfg, manifest, run)
     if dist.is_main():
         last = result.history[-1] if result.history else {}
         print(

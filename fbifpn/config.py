@@ -456,20 +456,16 @@ def with_variant_keys(values: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def _contradictions(tree: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(dotted key, value in the tree, value the variant sets) wherever the two differ."""
-    sets = _variant(tree["model"]["variant"]).sets
-    return [
-        ("model." + k, _get_dotted(tree["model"], k), v)
-        for k, v in sets.items()
-        if _get_dotted(tree["model"], k) != v
-    ]
+def _contradictions(model: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in the model section, value its variant sets) wherever the two differ."""
+    sets = _variant(model["variant"]).sets
+    return [("model." + k, _get_dotted(model, k), v) for k, v in sets.items() if _get_dotted(model, k) != v]
 
 
 def variant_of(model: ModelConfig) -> Variant:
     """The `Variant` a model section names (its architecture), once the section is checked to say
-    what the variant builds: `build_model` refuses a section whose keys disagree with its variant."""
-    for key, found, wanted in _contradictions({"model": _plain(dataclasses.asdict(model))}):
+    what the variant builds: `build_model` and `config_from_dict` refuse one that disagrees."""
+    for key, found, wanted in _contradictions(_plain(dataclasses.asdict(model))):
         raise ConfigError(
             f"{key} is {found!r}, but model.variant={model.variant} sets {key}={wanted!r} "
             "(make configs with load_config or with_overrides, which write the variant's keys)"
@@ -481,9 +477,7 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     """Validate a plain nested dict (a profile, or `Config.to_dict()` from a checkpoint). It must be
     expanded: a key that `model.variant` sets holds the variant's value."""
     cfg = _build(Config, values)
-    tree = cfg.to_dict()
-    for key, found, wanted in _contradictions(tree):
-        raise ConfigError(f"{key} is {found!r}, but model.variant={cfg.model.variant} sets {key}={wanted!r}")
+    variant_of(cfg.model)
     return cfg
 
 
@@ -500,7 +494,7 @@ def _overridden(tree: dict[str, Any], overrides: dict[str, Any]) -> Config:
         _set_dotted(tree, dotted, value)
     built = _build(Config, tree).to_dict()  # types and ranges first: their errors name the key
     variant = built["model"]["variant"]
-    for key, _, wanted in _contradictions(built):
+    for key, _, wanted in _contradictions(built["model"]):
         given = key if key in overrides else next(k for k in overrides if key.startswith(k + "."))
         raise ConfigError(
             f"{given}={overrides[given]!r} contradicts model.variant={variant}, which sets "

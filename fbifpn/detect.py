@@ -76,7 +76,7 @@ def checkpoint_prep_options(saved: dict, path: Path) -> PrepOptions | None:
     """The prep options a checkpoint's training crops were cut with (its `prep` key, which fit
     writes from the manifest's record), or None where it records none: a checkpoint from before
     they were recorded, or one trained on ready-made crops."""
-    record = saved.get("prep")
+    record = saved.get(ckpt.PREP)
     if record is None:
         return None
     try:

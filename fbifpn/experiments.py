@@ -72,8 +72,10 @@ def trained(cfg: Config, run_dir: Path, progress: bool = True, notebook: str = "
         raise FileNotFoundError(
             f"{run_dir}: no finished training run, and figures only were asked for{where}"
         )
-    open_run_dir(cfg, run_dir, resume=True)  # a run folder of another config fails before any data is made
-    result = fit(cfg, prepared_manifest(cfg, progress=progress), run_dir, resume=True, progress=progress)
+    run = open_run_dir(
+        cfg, run_dir, resume=True
+    )  # a run folder of another config fails before any data is made
+    result = fit(cfg, prepared_manifest(cfg, progress=progress), run, progress=progress)
     if result.best_checkpoint is None:
         raise RuntimeError(f"{run_dir}: training finished without a validation-chosen checkpoint")
     return result

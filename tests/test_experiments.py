@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import fbifpn.engine.train as train_module
 from fbifpn import load_config
 from fbifpn.config import ConfigError
 from fbifpn.data.cache import prepared_manifest
@@ -78,14 +79,18 @@ def test_notebook_settings_are_validated():
     assert cfg.model.variant == "full"  # a copy, not a change
 
 
-def test_a_finished_run_is_reused_not_retrained(base_run):
+def test_a_finished_run_is_reused_not_retrained(base_run, monkeypatch):
     cfg, run, first = base_run
     assert finished(cfg, run)
     assert not finished(with_overrides(cfg, {"train.epochs": 2}), run)
     stamp = os.path.getmtime(run / "last.pt")
+    loads = []
+    real_load = train_module.ckpt.load
+    monkeypatch.setattr(train_module.ckpt, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
     again = trained(cfg, run, progress=False)
     assert again.best_checkpoint == first.best_checkpoint
     assert os.path.getmtime(run / "last.pt") == stamp
+    assert loads == [run / "last.pt"]  # checked before the data is made, and not read again by fit
 
 
 def test_figures_only_never_trains(base_run, tmp_path, monkeypatch):

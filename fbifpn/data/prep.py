@@ -88,18 +88,24 @@ def recorded_options(manifest: Path | str) -> PrepOptions | None:
         raise ValueError(f"{path}: not a record of prep options ({e})") from None
 
 
+def geometry_change(before: dict, now: dict) -> tuple[str, str] | None:
+    """How two records of prep options (as dicts) cut crops differently, as ("size=256", "size=128"),
+    or None when their crops are cut alike."""
+    changed = [k for k in CROP_GEOMETRY if before.get(k) != now.get(k)]
+    if not changed:
+        return None
+    return tuple(", ".join(f"{k}={record.get(k)!r}" for k in changed) for record in (before, now))
+
+
 def record_options(out: Path, options: PrepOptions) -> None:
     """Write `options` into `out`, or refuse when crops already there were cut another way."""
     before = recorded_options(out)
-    if before is not None:
-        changed = [k for k in CROP_GEOMETRY if getattr(before, k) != getattr(options, k)]
-        if changed:
-            was = ", ".join(f"{k}={getattr(before, k)!r}" for k in changed)
-            now = ", ".join(f"{k}={getattr(options, k)!r}" for k in changed)
-            raise ValueError(
-                f"{out} holds crops made with {was}; these options ask for {now}. "
-                "Prepare into another folder, or pass the same options"
-            )
+    if before is not None and (change := geometry_change(asdict(before), asdict(options))):
+        was, now = change
+        raise ValueError(
+            f"{out} holds crops made with {was}; these options ask for {now}. "
+            "Prepare into another folder, or pass the same options"
+        )
     atomic.write_text(out / OPTIONS_FILE, json.dumps(asdict(options), indent=1))
 
 

@@ -31,7 +31,7 @@ from fbifpn import atomic, metrics
 from fbifpn.config import Config, ConfigError
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
-from fbifpn.data.prep import CROP_GEOMETRY, recorded_options
+from fbifpn.data.prep import geometry_change, recorded_options
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.engine import distributed as dist
 from fbifpn.engine.device import autocast_dtype_of, resolve_device, set_bn_eval, to_device
@@ -88,18 +88,25 @@ class TrainState:
 
 
 def fit(
-    cfg: Config, manifest: Path | str, run_dir: Path | str, resume: bool = False, progress: bool = True
+    cfg: Config,
+    manifest: Path | str,
+    run_dir: Path | str | OpenRun,
+    resume: bool = False,
+    progress: bool = True,
 ) -> RunResult:
     """Train `cfg` on the train split of `manifest` (a manifest CSV or prep folder; the synthetic
     benchmark's comes from `fbifpn.data.cache.prepared_manifest(cfg)`), choosing the best checkpoint
     on its val split. Writes metrics.jsonl, TensorBoard, last.pt and the val-chosen best.pt into
-    `run_dir`; `resume` continues from its last.pt when there is one. Under torchrun every rank
-    calls it with the same manifest."""
-    run_dir = Path(run_dir)
+    `run_dir`; `resume` continues from its last.pt when there is one. A caller that makes the data
+    first passes the `open_run_dir` it checked before, so that last.pt is read once. Under torchrun
+    every rank calls it with the same manifest."""
     device = resolve_device(cfg.train.device)
     dist.setup(device)
     torch.manual_seed(cfg.train.seed)
-    saved = open_run_dir(cfg, run_dir, resume)
+    run = run_dir if isinstance(run_dir, OpenRun) else open_run_dir(cfg, run_dir, resume)
+    if run.cfg != cfg:
+        raise ValueError(f"{run.path}: opened for another config than the one fit is given")
+    run_dir, saved, resume = run.path, run.saved, run.resume
     training = build_training(cfg, manifest, run_dir, device)
     with threads_of(saved, training.last_path):
         state = restore(training, saved) if saved is not None else TrainState()
@@ -131,11 +138,21 @@ def fit(
     )
 
 
-def open_run_dir(cfg: Config, run_dir: Path | str, resume: bool) -> dict | None:
-    """The checkpoint a resume continues from (None: the run starts afresh), once the checks that
-    must fail in seconds, not after a benchmark is built, have passed: a config `fit` cannot train,
-    a run folder it cannot write, a checkpoint trained with another config. `fit` calls it; callers
-    that make the data before calling `fit` call it first too."""
+@dataclass(frozen=True)
+class OpenRun:
+    """A run folder checked by `open_run_dir` for `cfg`, and the last.pt a resume continues from
+    (None: the run starts afresh)."""
+
+    path: Path
+    cfg: Config
+    resume: bool
+    saved: dict | None
+
+
+def open_run_dir(cfg: Config, run_dir: Path | str, resume: bool) -> OpenRun:
+    """The checks that must fail in seconds, not after a benchmark is built: a config `fit` cannot
+    train, a run folder it cannot write, a checkpoint trained with another config. `fit` makes them;
+    a caller that makes the data before calling `fit` makes them first and hands `fit` the result."""
     run_dir = Path(run_dir)
     if cfg.optim.name.startswith("sam") and (cfg.optim.accum_steps > 1 or cfg.train.precision == "fp16"):
         raise ValueError(
@@ -148,7 +165,7 @@ def open_run_dir(cfg: Config, run_dir: Path | str, resume: bool) -> dict | None:
         ckpt.check_resume_config(saved, cfg, last_path)
     if dist.is_main():
         writable_dir(run_dir, "run folder")  # before any work, not at the first checkpoint
-    return saved
+    return OpenRun(run_dir, cfg, resume, saved)
 
 
 @dataclass
@@ -271,15 +288,11 @@ def restore(training: Training, saved: dict) -> TrainState:
     """Every state `saved` (last.pt) holds, RNGs included, and the run's position. A manifest whose
     crops were cut another way than the run's first part trained on is refused: the run would mix them."""
     before, now = saved.get(ckpt.PREP), training.prep
-    if before is not None and now is not None:
-        changed = [k for k in CROP_GEOMETRY if before.get(k) != now.get(k)]
-        if changed:
-            was = ", ".join(f"{k}={before.get(k)!r}" for k in changed)
-            found = ", ".join(f"{k}={now.get(k)!r}" for k in changed)
-            raise ckpt.CheckpointError(
-                f"{training.last_path}: trained on crops cut with {was}, but this manifest's were cut "
-                f"with {found}; resume with the manifest it trained on, or train into another run folder"
-            )
+    if before is not None and now is not None and (change := geometry_change(before, now)):
+        raise ckpt.CheckpointError(
+            f"{training.last_path}: trained on crops cut with {change[0]}, but this manifest's were cut "
+            f"with {change[1]}; resume with the manifest it trained on, or train into another run folder"
+        )
     ckpt.load_weights(training.model, saved["model"], training.last_path)
     training.optimizer.load_state_dict(saved["optimizer"])
     training.scheduler.load_state_dict(saved["scheduler"])
@@ -691,6 +704,7 @@ def _clip(model: torch.nn.Module, cfg: Config) -> None:
 __all__ = [
     "BalancedSampler",
     "NonFiniteLoss",
+    "OpenRun",
     "RunResult",
     "TrainState",
     "fit",
