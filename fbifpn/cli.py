@@ -272,6 +272,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(
         f"  per method (video AUC): {', '.join(f'{k} {v:.3f}' for k, v in m['per_method_video_auc'].items())}"
     )
+    c = report["calibration"]
+    if c["temperature"] is None:
+        print(
+            f"  calibration: frame ECE {c['frame_ece_raw']:.4f}, video ECE {c['video_ece_raw']:.4f} "
+            "(the checkpoint holds no temperature, so the scores are not calibrated probabilities)"
+        )
+    else:
+        print(
+            f"  calibrated probabilities (temperature {c['temperature']:.3f}, fitted on val): frame ECE "
+            f"{c['frame_ece_raw']:.4f} -> {c['frame_ece_calibrated']:.4f}, video ECE "
+            f"{c['video_ece_raw']:.4f} -> {c['video_ece_calibrated']:.4f}; scores.csv: `probability`"
+        )
     print(f"  -> {args.out / 'scores.csv'}, {args.out / 'metrics.json'}")
     return 0
 
@@ -296,9 +308,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
             print(f"{r['path']}: no score ({r['reason']})")
         else:
             verdict = "fake" if r["fake"] else "real"
+            probability = (
+                f" (calibrated probability of fake {r['probability']:.4f})" if "probability" in r else ""
+            )
             print(
-                f"{r['path']}: {r['type']} score {r['score']:.4f} -> {verdict} at the val threshold "
-                f"{r['model']['val_threshold']:.3f} ({len(r['frames'])} frames, {r['seconds']:.1f} s)"
+                f"{r['path']}: {r['type']} score {r['score']:.4f}{probability} -> {verdict} at the val "
+                f"threshold {r['model']['val_threshold']:.3f} ({len(r['frames'])} frames, {r['seconds']:.1f} s)"
             )
         for warning in r.get("warnings", []):
             print(f"{r['path']}: warning: {warning}")

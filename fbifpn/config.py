@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from fbifpn.data.perturb import KINDS as PERTURBATIONS
 from fbifpn.data.synthetic import DATASETS, SIZES
 from fbifpn.models.topology import TOPOLOGIES
 from fbifpn.models.variants import VARIANTS, Variant
@@ -76,6 +77,7 @@ SyntheticSize = Literal[tuple(SIZES)]
 SyntheticSet = Literal[DATASETS]
 TopologyName = Literal[tuple(TOPOLOGIES)]
 VariantName = Literal[tuple(VARIANTS)]
+PerturbationName = Literal[PERTURBATIONS]
 
 
 # --------------------------------------------------------------------------- sections
@@ -226,6 +228,7 @@ class BudgetConfig:
     cross_dataset: NonNegativeInt = 0
     gradcam: NonNegativeInt = 0
     explorer: NonNegativeInt = 0
+    robustness: NonNegativeInt = 0
 
 
 @dataclass
@@ -247,6 +250,13 @@ class NotebooksConfig:
     curve_steps: NonNegativeInt = 0
     # Notebook 05: frames of each test fake video (with a mask) that the localisation scores use.
     gradcam_frames: AtLeastOne = 8
+    # Notebook 07: the perturbations of DeeperForensics-1.0 at their levels, on `robustness_videos`
+    # test videos (0: all; else half reals, half fakes spread over the methods) and
+    # `robustness_frames` frames of each (0: eval.frames_per_video). A profile may run fewer.
+    robustness_kinds: tuple[PerturbationName, ...] = PERTURBATIONS
+    robustness_levels: tuple[Literal[1, 2, 3, 4, 5], ...] = (1, 2, 3, 4, 5)
+    robustness_videos: NonNegativeInt = 0
+    robustness_frames: NonNegativeInt = 0
     budget_s: BudgetConfig = field(default_factory=BudgetConfig)
 
 

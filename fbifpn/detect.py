@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fbifpn import atomic
+from fbifpn.calibration import calibrated
 from fbifpn.data.cache import synthetic_prep_options
 from fbifpn.data.dataset import model_input
 from fbifpn.data.faces import Face, FaceDetector, PrecomputedDetector, SidecarError, make_detector
@@ -112,6 +113,7 @@ class FaceScorer:
             self.model.to(memory_format=torch.channels_last)
         self.device = device
         self.threshold = float(saved.get("threshold", 0.5))
+        self.temperature = saved.get("temperature")  # None: older checkpoints, scores uncalibrated
         self.prep_options, source = training_crops(saved, self.cfg, checkpoint)
         geometry = {k: getattr(self.prep_options, k) for k in CROP_GEOMETRY}
         if source == "defaults":
@@ -129,6 +131,7 @@ class FaceScorer:
             "variant": self.cfg.model.variant,
             "backbone": self.cfg.model.backbone.name,
             "val_threshold": self.threshold,
+            "temperature": self.temperature,
             "crop": geometry | {"source": source},
         }
 
@@ -235,6 +238,16 @@ def detect_file(
             entry["reason"] = "no face found"
         else:
             entry["fake"] = entry["score"] >= scorer.threshold
+            if scorer.temperature is not None:
+                # the video's probability aggregates the faces' like the score does (calibration is
+                # monotone, so the same face is each frame's maximum)
+                for face in (f for r in entry["frames"] for f in r["faces"]):
+                    face["probability"] = float(calibrated(face["score"], scorer.temperature))
+                entry["probability"] = float(
+                    np.mean(
+                        [max(f["probability"] for f in r["faces"]) for r in entry["frames"] if r["faces"]]
+                    )
+                )
     except Exception as e:  # noqa: BLE001 - one bad file must not end the batch; its reason is kept
         entry["error"] = f"{type(e).__name__}: {e}"
         entry["score"] = None

@@ -82,11 +82,16 @@ def trained(cfg: Config, run_dir: Path, progress: bool = True, notebook: str = "
 
 
 def evaluated(
-    checkpoint: Path, manifest: Path, out: Path, beta: float | None = None, progress: bool = True
+    checkpoint: Path,
+    manifest: Path,
+    out: Path,
+    beta: float | None = None,
+    progress: bool = True,
+    split: str = "test",
 ) -> dict:
-    """`evaluate_checkpoint` on the test split, or its saved report when that is newer than the
-    checkpoint and was made from the same checkpoint, manifest and beta (None: the checkpoint's own,
-    so that a report asked for with either is found by the other)."""
+    """`evaluate_checkpoint` on `split`, or its saved report when that is newer than the checkpoint
+    and was made from the same checkpoint, manifest, split and beta (None: the checkpoint's own, so
+    that a report asked for with either is found by the other)."""
     from fbifpn.engine.evaluate import evaluate_checkpoint
 
     checkpoint, manifest, out = Path(checkpoint), Path(manifest), Path(out)
@@ -98,9 +103,10 @@ def evaluated(
             report.get("checkpoint") == str(checkpoint)
             and report.get("manifest") == str(manifest)
             and report.get("beta") == beta
+            and report.get("split", "test") == split  # reports before splits were recorded: test
         ):
             return report
-    return evaluate_checkpoint(checkpoint, manifest, out, beta=beta, progress=progress)
+    return evaluate_checkpoint(checkpoint, manifest, out, split=split, beta=beta, progress=progress)
 
 
 def beta_of(checkpoint: Path, beta: float | None = None) -> float:
@@ -110,20 +116,32 @@ def beta_of(checkpoint: Path, beta: float | None = None) -> float:
     return float(ckpt.load(Path(checkpoint))["config"]["model"]["beta"]) if beta is None else float(beta)
 
 
-def evaluation_dir(checkpoint: Path, name: str, beta: float | None = None) -> Path:
-    """Where `evaluation` writes: `<checkpoint's folder>/eval-<name>`, `-beta<b>` added for b > 0."""
+def evaluation_dir(checkpoint: Path, name: str, beta: float | None = None, split: str = "test") -> Path:
+    """Where `evaluation` writes: `<checkpoint's folder>/eval-<name>`, `-beta<b>` added for b > 0 and
+    `-<split>` for a split other than test."""
     b = beta_of(checkpoint, beta)
-    return Path(checkpoint).parent / (f"eval-{name}" + (f"-beta{b:g}" if b else ""))
+    suffix = (f"-beta{b:g}" if b else "") + (f"-{split}" if split != "test" else "")
+    return Path(checkpoint).parent / f"eval-{name}{suffix}"
 
 
 def evaluation(
-    checkpoint: Path, name: str, manifest: Path, beta: float | None = None, progress: bool = True
+    checkpoint: Path,
+    name: str,
+    manifest: Path,
+    beta: float | None = None,
+    progress: bool = True,
+    split: str = "test",
 ) -> dict:
-    """`evaluated` into `evaluation_dir`: one evaluation of a checkpoint on a test set at one beta,
-    made by whichever notebook asks first and read back by the others."""
+    """`evaluated` into `evaluation_dir`: one evaluation of a checkpoint on a set's split (test
+    unless said) at one beta, made by whichever notebook asks first and read back by the others."""
     beta = beta_of(checkpoint, beta)  # the checkpoint is read once, not by both calls below
     return evaluated(
-        checkpoint, manifest, evaluation_dir(checkpoint, name, beta), beta=beta, progress=progress
+        checkpoint,
+        manifest,
+        evaluation_dir(checkpoint, name, beta, split),
+        beta=beta,
+        progress=progress,
+        split=split,
     )
 
 
@@ -758,3 +776,43 @@ __all__ = [
     "with_mask_evidence",
     "with_overrides",
 ]
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def notebook_04_sets(cfg: Config, data_root: str | Path = "") -> dict[str, Path]:
+    """Every test set notebook 04 scores notebook 02's checkpoint on: the cross-dataset sets and, on
+    the synthetic benchmark, the in-domain set at each cross-compression level."""
+    from fbifpn.data.cache import prepared_manifest
+
+    sets = prepared_sets(cfg, data_root)
+    if not data_root and not cfg.data.manifest:
+        for level in cfg.notebooks.cross_compression:
+            if level != cfg.data.compression:
+                level_cfg = with_overrides(cfg, {"data.compression": level})
+                sets[f"{cfg.data.dataset}-{level}"] = prepared_manifest(level_cfg)
+    return sets
+
+
+def calibration_inputs(
+    cfg: Config, checkpoint: Path, test_sets: dict[str, Path], progress: bool = True
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], float, str]:
+    """The frame scores calibration is judged on: the val split of the checkpoint's training set and
+    the test split of each of `test_sets` (evaluations other notebooks made are read back), with the
+    temperature: the checkpoint's own (fitted on val when it was chosen), or for a checkpoint saved
+    before checkpoints held one, fitted here on the same val frames. Returns (val, tests, T, source)."""
+    from fbifpn.calibration import fit_temperature
+    from fbifpn.engine import checkpoint as ckpt
+
+    home, manifest = home_set(cfg, test_sets, progress)
+    evaluation(checkpoint, home, manifest, split="val", progress=progress)
+    val = pd.read_csv(evaluation_dir(checkpoint, home, split="val") / "scores.csv")
+    tests = {}
+    for name, path in test_sets.items():
+        evaluation(checkpoint, name, path, progress=progress)
+        tests[name] = pd.read_csv(evaluation_dir(checkpoint, name) / "scores.csv")
+    temperature = ckpt.load(Path(checkpoint)).get("temperature")
+    if temperature is not None:
+        return val, tests, float(temperature), "the checkpoint's, fitted on val frames when it was chosen"
+    return val, tests, fit_temperature(val["label"], val["score"]), "fitted here on the val frames"

@@ -157,36 +157,49 @@ def bootstrap_ci(
 
 def compare_auc(labels, scores_a, scores_b, *, n_resamples: int = 2000, seed: int = 0) -> dict:
     """Video AUC of model a minus that of model b, on the same videos (one entry per video, in the
-    same order in both score arrays).
+    same order in both score arrays). Scores of shape (conditions, videos), the same videos under
+    several conditions (the levels of a perturbation, say), compare the mean AUC over the conditions.
 
     `low`, `high`: a 95 % paired bootstrap interval (SciPy's BCa) that resamples videos, the same
-    ones for both models, reals and fakes separately so both classes stay. `p`: a two-sided paired
-    permutation test (SciPy, `permutation_type="samples"`): under "a and b are exchangeable",
-    swapping a video's two scores changes nothing, so the observed delta is compared with those of
-    random swaps. Each model's scores are first replaced by their ranks, which leaves every AUC as
-    it is: two models on different scales (a variant's probabilities and a beta-mixed score, say)
-    are then exchangeable under the null, where raw swaps would mix the scales and hide a real
-    difference. With identical scores delta is 0 and p is 1."""
+    ones for both models and every condition, reals and fakes separately so both classes stay. `p`: a
+    two-sided paired permutation test (SciPy, `permutation_type="samples"`): under "a and b are
+    exchangeable", swapping a video's two scores (under every condition at once) changes nothing, so
+    the observed delta is compared with those of random swaps. Each model's scores are first
+    replaced by their ranks within each condition, which leaves every AUC as it is: two models on
+    different scales (a variant's probabilities and a beta-mixed score, say) are then exchangeable
+    under the null, where raw swaps would mix the scales and hide a real difference. With identical
+    scores delta is 0 and p is 1."""
     from scipy import stats
 
     labels = np.asarray(labels)
-    a, b = np.asarray(scores_a, float), np.asarray(scores_b, float)
-    if not len(labels) == len(a) == len(b):
-        raise ValueError(f"compare_auc: {len(labels)} labels, {len(a)} and {len(b)} scores; one per video")
+    a, b = np.atleast_2d(np.asarray(scores_a, float)), np.atleast_2d(np.asarray(scores_b, float))
+    if not (a.shape == b.shape and a.shape[-1] == len(labels) and a.ndim == 2):
+        raise ValueError(
+            f"compare_auc: {len(labels)} labels, scores of shape {np.shape(scores_a)} and "
+            f"{np.shape(scores_b)}; one per video (under each condition)"
+        )
     if set(np.unique(labels)) != {0, 1}:
         raise ValueError("compare_auc: labels must hold both 0 (real) and 1 (fake), and nothing else")
     real, fake = labels == 0, labels == 1
 
-    def delta_of(x, y, axis=-1):
-        return _auc_of(x[..., fake], x[..., real], axis) - _auc_of(y[..., fake], y[..., real], axis)
+    def delta_of(x, y, axis=-1):  # x, y: (..., conditions, videos)
+        aucs = _auc_of(x[..., fake], x[..., real], axis) - _auc_of(y[..., fake], y[..., real], axis)
+        return aucs.mean(axis=-1)
 
     if np.array_equal(a, b):
         return {"delta": 0.0, "low": 0.0, "high": 0.0, "p": 1.0, "n": len(labels)}
-    a, b = stats.rankdata(a) / len(a), stats.rankdata(b) / len(b)  # ties stay ties: AUCs unchanged
+    # ties stay ties: AUCs unchanged
+    a, b = stats.rankdata(a, axis=-1) / a.shape[-1], stats.rankdata(b, axis=-1) / b.shape[-1]
     delta = float(delta_of(a, b))
     rng = np.random.default_rng(seed)
     test = stats.permutation_test(
-        (a, b), delta_of, permutation_type="samples", n_resamples=n_resamples, vectorized=True, rng=rng
+        (a, b),
+        delta_of,
+        permutation_type="samples",
+        n_resamples=n_resamples,
+        vectorized=True,
+        rng=rng,
+        axis=-1,
     )
     if min(real.sum(), fake.sum()) < 2:  # one video of a class: no interval to resample
         return {
@@ -197,11 +210,11 @@ def compare_auc(labels, scores_a, scores_b, *, n_resamples: int = 2000, seed: in
             "n": len(labels),
         }
 
-    def paired_delta(r, f, axis=-1):  # r, f: (2, ..., n) scores of the reals, of the fakes
-        return _auc_of(f[0], r[0], axis) - _auc_of(f[1], r[1], axis)
+    def paired_delta(r, f, axis=-1):  # r, f: (2, conditions, ..., n) scores of the reals, of the fakes
+        return (_auc_of(f[0], r[0], axis) - _auc_of(f[1], r[1], axis)).mean(axis=0)
 
     ci = _interval(
-        (np.stack([a[real], b[real]]), np.stack([a[fake], b[fake]])),
+        (np.stack([a[:, real], b[:, real]]), np.stack([a[:, fake], b[:, fake]])),
         paired_delta,
         n_resamples,
         rng,

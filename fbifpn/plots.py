@@ -127,3 +127,103 @@ def roc_curves(scores: dict):
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def robustness_curves(rows):
+    """Video AUC against perturbation level, one panel per type and one line per model (level 0:
+    clean, the same videos unperturbed), with 95 % bootstrap intervals (`robustness.robustness`)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    from fbifpn.data.perturb import LABELS
+
+    kinds = [k for k in dict.fromkeys(rows["kind"]) if k != "clean"]
+    clean = rows[rows["kind"] == "clean"]
+    columns = min(4, len(kinds) + 1)
+    lines = -(-(len(kinds) + 1) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(2.7 * columns, 2.4 * lines), sharey=True, squeeze=False)
+    low = float(np.nanmin(rows[["video_auc", "ci_low"]].to_numpy()))
+    for ax, kind in zip(axes.flat, kinds, strict=False):
+        for model in dict.fromkeys(rows["model"]):
+            perturbed = rows[(rows["model"] == model) & (rows["kind"] == kind)]
+            part = pd.concat([clean[clean["model"] == model], perturbed]).sort_values("level")
+            err = np.vstack([part["video_auc"] - part["ci_low"], part["ci_high"] - part["video_auc"]])
+            ax.errorbar(
+                part["level"],
+                part["video_auc"],
+                yerr=np.nan_to_num(err),
+                marker="o",
+                markersize=3,
+                capsize=2,
+                label=model,
+            )
+        ax.set(title=LABELS[kind], xticks=range(6), ylim=(max(0.0, min(0.5, low - 0.05)), 1.01))
+        ax.title.set_fontsize(9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("video AUC")
+    for ax in axes[-1]:
+        ax.set_xlabel("level (0 = clean)")
+    spare = list(axes.flat)[len(kinds) :]
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    for ax in spare:
+        ax.axis("off")
+    (spare[0] if spare else axes.flat[-1]).legend(handles, labels, title="model", fontsize=8, loc="center")
+    fig.tight_layout()
+    return fig
+
+
+def perturbation_grid(track, frame: int, kinds, levels=(1, 3, 5), seed: int = 0):
+    """One crop (frame `frame` of a face track, BGR crops in frame order) clean and under every type
+    at `levels`: a row per type."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from fbifpn.data.perturb import LABELS, parameter, perturb_track
+
+    fig, axes = plt.subplots(
+        len(kinds), len(levels) + 1, figsize=(1.7 * (len(levels) + 1), 1.75 * len(kinds)), squeeze=False
+    )
+    for row, kind in zip(axes, kinds, strict=True):
+        for ax, level in zip(row, (0, *levels), strict=True):
+            rng = np.random.default_rng(seed)
+            # only video compression needs the whole track; every other type perturbs the crop alone
+            crop = perturb_track(track if kind == "video" else [track[frame]], kind, level, rng)
+            crop = crop[frame if kind == "video" else 0]
+            ax.imshow(crop[..., ::-1])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title("clean" if level == 0 else f"level {level} ({parameter(kind, level):g})", fontsize=8)
+        row[0].set_ylabel(LABELS[kind], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagrams(sets: dict, temperature: float):
+    """Frame-level reliability diagram of each set (name -> frame scores), raw and at `temperature`,
+    with each curve's expected calibration error in its label."""
+    import matplotlib.pyplot as plt
+
+    from fbifpn.calibration import calibrated, expected_calibration_error, reliability
+
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.1 * len(sets), 3.2), sharey=True, squeeze=False)
+    for ax, (name, frames) in zip(axes[0], sets.items(), strict=True):
+        for label, p in (
+            ("raw", frames["score"]),
+            (f"T = {temperature:.2f}", calibrated(frames["score"], temperature)),
+        ):
+            curve = reliability(frames["label"], p)
+            ece = expected_calibration_error(frames["label"], p)
+            ax.plot(
+                curve["confidence"],
+                curve["frequency"],
+                marker="o",
+                markersize=3,
+                label=f"{label} (ECE {ece:.3f})",
+            )
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set(title=name, xlabel="predicted probability of fake", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0, 0].set_ylabel("observed fraction of fakes")
+    fig.tight_layout()
+    return fig

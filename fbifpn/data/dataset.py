@@ -161,7 +161,7 @@ class FrameDataset(torch.utils.data.Dataset):
     def load(self, row: pd.Series, index: int = 0, sbi: bool = False) -> dict:
         """One crop of the manifest as a sample (augmented when training, SBI-blended when `sbi`)."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image = cv2.imread(row["image"], cv2.IMREAD_COLOR)
+        image = self.read(row)
         if image is None:
             row, image = self._readable_neighbour(row)
         mask = np.zeros(image.shape[:2], np.float32)
@@ -192,6 +192,10 @@ class FrameDataset(torch.utils.data.Dataset):
             "method": method,
         }
 
+    def read(self, row: pd.Series) -> np.ndarray | None:
+        """The row's crop, BGR uint8; None when it cannot be read. (Robustness tests perturb it here.)"""
+        return cv2.imread(row["image"], cv2.IMREAD_COLOR)
+
     def _readable_neighbour(self, row: pd.Series) -> tuple[pd.Series, np.ndarray]:
         """An unreadable crop is reported and replaced by the next readable crop of its video."""
         if self.strict:
@@ -199,7 +203,7 @@ class FrameDataset(torch.utils.data.Dataset):
         warnings.warn(f"{row['image']}: cannot read the crop; using another frame of its video", stacklevel=3)
         rows = next(v for v in self.videos if v["video_id"].iloc[0] == row["video_id"])
         for _, other in rows.iterrows():
-            image = cv2.imread(other["image"], cv2.IMREAD_COLOR)
+            image = self.read(other)
             if image is not None:
                 return other, image
         raise OSError(f"{row['video_id']}: no crop of this video can be read")

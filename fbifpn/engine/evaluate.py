@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from fbifpn import atomic, metrics
+from fbifpn import atomic, calibration, metrics
 from fbifpn.config import with_overrides
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
@@ -103,6 +103,18 @@ def predict(
     return pd.DataFrame(rows)
 
 
+def calibration_report(frames: pd.DataFrame, temperature: float | None) -> dict:
+    """Expected calibration error of the raw scores, and of the calibrated probabilities when the
+    checkpoint holds a temperature, at frame and video level (video: the scores' own aggregation)."""
+    out: dict = {"temperature": temperature, "bins": calibration.BINS}
+    columns = {"raw": "score"} | ({"calibrated": "probability"} if temperature is not None else {})
+    for name, column in columns.items():
+        videos = metrics.video_scores(frames, column)
+        out[f"frame_ece_{name}"] = calibration.expected_calibration_error(frames["label"], frames[column])
+        out[f"video_ece_{name}"] = calibration.expected_calibration_error(videos["label"], videos[column])
+    return out
+
+
 def describe_training(cfg) -> str:
     d = cfg.data
     without = f" without {', '.join(d.exclude_methods)}" if d.exclude_methods else ""
@@ -192,15 +204,20 @@ def evaluate_checkpoint(
         level="frame and video (video = mean over frames of the max over faces)",
         selection=_selection(checkpoint, saved, cfg),
     )
+    temperature = saved.get("temperature")
+    if temperature is not None:  # the raw score stays; the calibrated probability goes beside it
+        scores["probability"] = calibration.calibrated(scores["score"], temperature)
     report = {
         "protocol": protocol.__dict__,
         "metrics": result,
+        "calibration": calibration_report(scores, temperature),
         "threshold_from_val": threshold,
         "frames_per_video": frames,
         "tta_flip": tta,
         "skipped_rows": dataset.skipped,
         "checkpoint": str(checkpoint),
         "manifest": str(manifest),
+        "split": split,
         "beta": beta,
         "score": f"(1 - beta) p_cls + beta topk_mean(mask), beta = {model.beta:g}",
         "git_commit": git_commit(),

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fbifpn import atomic, metrics
+from fbifpn.calibration import fit_temperature
 from fbifpn.config import Config, ConfigError
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
@@ -75,6 +76,8 @@ class TrainState:
     best_epoch: int = -1
     best_step: int = -1
     threshold: float = 0.5  # the decision threshold val chose with the best checkpoint
+    # fitted on the best checkpoint's val frame scores (fbifpn.calibration); None in older checkpoints
+    temperature: float | None = None
     history: list[dict] = field(default_factory=list)  # every validation's record
 
     @classmethod
@@ -498,7 +501,7 @@ def close_epoch(training: Training, state: TrainState, log: RunLog, epoch: int, 
 
 def validate_and_select(training: Training, state: TrainState, log: RunLog, epoch: int) -> None:
     """Validate; keep the checkpoint when it is the best so far on val (the only selection)."""
-    val, _ = validate(
+    val, frames = validate(
         training.validated_model, training.val_loader, training.device, training.cfg, training.autocast_dtype
     )
     record = {"kind": "val", "step": state.step, "epoch": epoch, **val}
@@ -508,6 +511,7 @@ def validate_and_select(training: Training, state: TrainState, log: RunLog, epoc
     if math.isfinite(selected) and selected > state.best:
         state.best, state.best_epoch, state.best_step = selected, epoch, state.step
         state.threshold = val["threshold"]
+        state.temperature = fit_temperature(frames["label"], frames["score"])
         save_checkpoint(training, training.best_path, state)
 
 
