@@ -32,18 +32,19 @@ demo: venv
 
 # What the README's claims rest on (configs/study.yaml, extending the demo profile): notebooks 02-04 on
 # the demo's benchmark with three seeds of the four ablation variants, every FF++ method held out in
-# turn, and both training protocols trained 4x longer for their learning curves. Executed notebooks,
-# tables and runs in runs/study/, figures in figures/study/. At most 60 minutes on 2 cores after
-# install; like the demo, an interrupted study continues where it stopped.
+# turn, and both training protocols trained 4x longer for their learning curves; then notebook 07's
+# full 7 x 5 perturbation grid on all test videos. Executed notebooks, tables and runs in runs/study/,
+# figures in figures/study/. About 65 minutes on 2 cores after install; like the demo, an interrupted
+# study continues where it stopped.
 study: venv
 	$(PY) -m fbifpn synth --size demo --workers $(WORKERS)
 	$(PY) -m pytest -q -m benchmark
-	$(PY) -m fbifpn notebooks run --profile study --only 02 03 04
+	$(PY) -m fbifpn notebooks run --profile study --only 02 03 04 07
 
 # Tables and figures again from the finished runs and saved evaluations; trains nothing.
-# (make figures PROFILE=study for the study's notebooks 02-04.)
+# (make figures PROFILE=study for the study's notebooks 02-04 and 07.)
 figures: venv
-	$(PY) -m fbifpn notebooks run --profile $(PROFILE) --figures-only $(if $(filter study,$(PROFILE)),--only 02 03 04)
+	$(PY) -m fbifpn notebooks run --profile $(PROFILE) --figures-only $(if $(filter study,$(PROFILE)),--only 02 03 04 07)
 
 # Rates of SBI and preprocessing, then the harness (bare classifier / full model / peers' recipe /
 # DataLoader) on this machine for $(PROFILE); JSON reports in runs/bench/.

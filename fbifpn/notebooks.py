@@ -215,4 +215,20 @@ def headlines(out: Path) -> list[str]:
         )
         lines.append("ablations, video AUC (mean over seeds):")
         lines += ["  " + line for line in table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()]
+    robust = out / "07_robustness.csv"
+    if robust.is_file() and "delta" in (rows := pd.read_csv(robust)):
+        models = list(rows.columns[2 : list(rows.columns).index("delta")])
+        lines.append(f"robustness, mean video AUC over levels ({' - '.join(models)}, paired):")
+        for r in rows.to_dict("records"):
+            aucs = ", ".join(f"{m} {r[m]:.3f}" for m in models)
+            lines.append(
+                f"  {r['perturbation']:<12} {aucs}: {r['delta']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}], "
+                f"p = {r['p']:.3f}, {r['verdict']}"
+            )
+    calibration = out / "07_calibration.csv"
+    if calibration.is_file():
+        rows = pd.read_csv(calibration)
+        lines.append("calibration, frame ECE raw -> after temperature scaling (T fitted on val):")
+        for r in rows.to_dict("records"):
+            lines.append(f"  {r['set']:<12} {r['frame_ece_raw']:.3f} -> {r['frame_ece_calibrated']:.3f}")
     return lines

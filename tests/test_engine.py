@@ -63,6 +63,7 @@ def test_smoke_training_lowers_the_loss_and_beats_chance(smoke_manifest, tmp_pat
     assert (tmp_path / "run/best.pt").is_file() and (tmp_path / "run/tensorboard").is_dir()
     saved = ckpt.load(tmp_path / "run/best.pt")
     assert 0 < saved["threshold"] < 1 and saved["best_epoch"] == result.best_epoch
+    assert saved["temperature"] > 0  # fitted on the val frames of the pass that chose it
 
 
 def test_two_runs_with_one_seed_are_identical(smoke_manifest, tmp_path):

@@ -69,7 +69,7 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
     assert len(written) == cells and all(w["seen"] for w in written)  # the recorder saw every cell
     unexpected = [(w["cell"], line) for w in written for line in stderr_besides_progress_bars(w["text"])]
     assert not unexpected, unexpected[:10]
-    assert len(copies) == 7
+    assert len(copies) == 8
     figures = tmp_path / "figures"
     for name in (
         "00_quickstart_gradcam",
@@ -81,6 +81,9 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
         "04_learning_curves",
         "05_gradcam_grid",
         "06_explorer_snapshot",
+        "07_robustness",
+        "07_perturbations",
+        "07_reliability",
     ):
         assert (figures / f"{name}.png").is_file() and (figures / f"{name}.pdf").is_file(), name
         assert "config" in json.loads((figures / f"{name}.json").read_text())  # the config that made it
@@ -103,6 +106,13 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
     goals = (run_dir / "04_goals.md").read_text()
     assert "goal >= 0.99" in goals and "SBI only (4 steps" in goals
     assert "full - backbone_only on synth-cdf" in goals and "full - backbone_only on synth-dfdc" in goals
+    robust = pd.read_csv(run_dir / "07_robustness_runs.csv")  # clean + 7 types x levels 1, 5, both models
+    assert len(robust) == 2 * (1 + 7 * 2) and set(robust.model) == {"full", "backbone_only"}
+    paired = (run_dir / "07_robustness.md").read_text()
+    assert "| JPEG compression | 1,5 |" in paired and "| all | 14 conditions |" in paired
+    calibration = pd.read_csv(run_dir / "07_calibration.csv")  # val, then notebook 04's four test sets
+    assert list(calibration["set"]) == ["val", "synth-ff", "synth-cdf", "synth-dfdc", "synth-ff-c40"]
+    assert calibration["frame_nll_calibrated"].iloc[0] <= calibration["frame_nll_raw"].iloc[0]
 
 
 def test_unknown_parameters_fail_with_their_name(tmp_path):
@@ -118,8 +128,8 @@ def test_unknown_parameters_fail_with_their_name(tmp_path):
 def test_every_notebook_has_a_budget_and_one_without_stops_the_run_first(tmp_path, monkeypatch):
     cfg = load_config("demo")
     assert sum(budget_of(cfg, nb) for nb in notebook_list()) == 750  # the demo's 15 minutes, less setup
-    extra = tmp_path / "07_robustness.ipynb"
-    with pytest.raises(ValueError, match=r"07_robustness\.ipynb: no time budget field 'robustness'"):
+    extra = tmp_path / "08_extra.ipynb"
+    with pytest.raises(ValueError, match=r"08_extra\.ipynb: no time budget field 'extra'"):
         budget_of(cfg, extra)
     monkeypatch.setattr(notebooks_module, "notebook_list", lambda only=None: [*notebook_list(["00"]), extra])
     with pytest.raises(ValueError, match="no time budget field"):

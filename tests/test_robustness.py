@@ -1,0 +1,359 @@
+"""Notebook 07's parts: the seven DeeperForensics-1.0 perturbations, robustness evaluations (cached,
+paired), calibration measures and temperature scaling, and calibrated probabilities in eval and detect."""
+
+import json
+import os
+from dataclasses import asdict
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import fbifpn.engine.evaluate as evaluate_module
+from fbifpn import build_model, load_config
+from fbifpn import calibration as cal
+from fbifpn.data.cache import prepared_manifest
+from fbifpn.data.dataset import FrameDataset
+from fbifpn.data.manifest import load_manifest
+from fbifpn.data.perturb import KINDS, LEVELS, parameter, perturb_crop, perturb_track
+from fbifpn.data.prep import PrepOptions
+from fbifpn.engine import checkpoint as ckpt
+from fbifpn.experiments import FIGURES_ONLY
+from fbifpn.metrics import auc, compare_auc
+from fbifpn.robustness import PerturbedFrames, paired_robustness, robustness, test_videos
+
+
+def face_like(size: int = 96, seed: int = 0) -> np.ndarray:
+    """A colourful, smooth BGR image with edges: every perturbation has something to damage."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.stack(
+        [120 + 90 * np.sin(6 * x + 1), 110 + 80 * np.cos(5 * y), 140 + 70 * np.sin(4 * (x + y))], -1
+    )
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0.05, 0.2) * size
+        inside = (np.mgrid[0:size, 0:size][1] - cx) ** 2 + (np.mgrid[0:size, 0:size][0] - cy) ** 2 < r**2
+        image[inside] = rng.uniform(20, 235, 3)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def track_of(n: int = 6, size: int = 96) -> list[np.ndarray]:
+    """A short moving sequence: the pattern shifts a pixel per frame."""
+    base = face_like(size + n)
+    return [np.ascontiguousarray(base[i : i + size, i : i + size]) for i in range(n)]
+
+
+# --------------------------------------------------------------------------- the perturbations
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_level_zero_returns_the_input_unchanged(kind):
+    track = track_of()
+    out = perturb_track(track, kind, 0, np.random.default_rng(0))
+    assert all(a is b for a, b in zip(track, out, strict=True))  # not even a round trip
+    if kind != "video":
+        assert perturb_crop(track[0], kind, 0, np.random.default_rng(0)) is track[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_severity_grows_with_the_level(kind):
+    track = track_of()
+    psnr = []
+    for level in range(1, 6):
+        out = perturb_track(track, kind, level, np.random.default_rng(0))
+        assert [o.shape for o in out] == [t.shape for t in track] and out[0].dtype == np.uint8
+        psnr.append(np.mean([cv2.PSNR(t, o) for t, o in zip(track, out, strict=True)]))
+    assert all(a > b for a, b in zip(psnr, psnr[1:], strict=False)), psnr
+    assert psnr[-1] < 40  # level 5 is visible damage, not rounding
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_perturbations_are_deterministic_for_a_seed(kind):
+    track = track_of()
+    a = perturb_track(track, kind, 3, np.random.default_rng(7))
+    b = perturb_track(track, kind, 3, np.random.default_rng(7))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    if kind in ("block", "noise"):  # the random ones draw from the seed, nothing else
+        c = perturb_track(track, kind, 3, np.random.default_rng(8))
+        assert not np.array_equal(a[0], c[0])
+
+
+def test_noise_leaves_the_global_torch_generator_alone():
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    perturb_crop(face_like(), "noise", 2, np.random.default_rng(0))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_levels_follow_the_papers_parameters_and_bad_ones_are_named():
+    assert LEVELS["video"] == (30, 32, 35, 38, 40) and LEVELS["blur"] == (7, 9, 13, 17, 21)
+    assert (
+        parameter("contrast", 5) == 0.35 and parameter("noise", 1) == 0.001 and parameter("jpeg", 0) is None
+    )
+    with pytest.raises(ValueError, match="'pixelate'"):
+        parameter("pixelate", 1)
+    with pytest.raises(ValueError, match="level 6"):
+        parameter("blur", 6)
+    with pytest.raises(ValueError, match="perturb_track"):
+        perturb_crop(face_like(), "video", 1, np.random.default_rng(0))
+
+
+def test_video_compression_keeps_odd_sizes_and_frame_count():
+    track = [c[:95, :93] for c in track_of(5)]
+    out = perturb_track(track, "video", 2, np.random.default_rng(0))
+    assert len(out) == 5 and all(o.shape == (95, 93, 3) for o in out)
+    with pytest.raises(ValueError, match="differ in size"):
+        perturb_track([track[0], track[1][:90]], "video", 2, np.random.default_rng(0))
+
+
+def test_block_distortion_greys_the_papers_count_of_blocks():
+    crop = np.zeros((64, 64, 3), np.uint8)
+    out = perturb_crop(crop, "block", 1, np.random.default_rng(0))  # 16 blocks for a side under 256
+    grey = (out == 128).all(-1)
+    assert grey.any() and grey.sum() <= 16 * 64 and set(np.unique(out)) == {0, 128}
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_ece_is_zero_for_calibrated_scores_and_grows_when_they_are_distorted():
+    # 15 bins of 30 scores at each bin's centre, with exactly that share of fakes
+    p, y = [], []
+    for b in range(15):
+        centre = (2 * b + 1) / 30
+        p += [centre] * 30
+        y += [1] * (2 * b + 1) + [0] * (30 - 2 * b - 1)
+    p, y = np.array(p), np.array(y)
+    assert cal.expected_calibration_error(y, p) == pytest.approx(0, abs=1e-12)
+    errors = [cal.expected_calibration_error(y, cal.calibrated(p, t)) for t in (1, 0.8, 0.5, 0.25)]
+    assert errors[0] == pytest.approx(0, abs=1e-12) and all(
+        a < b for a, b in zip(errors, errors[1:], strict=False)
+    )
+    table = cal.reliability(y, p)
+    assert len(table) == 15 and table["count"].sum() == len(p)
+
+
+@pytest.mark.parametrize("true_temperature", [0.3, 1.0, 2.5, 8.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_temperature_scaling_never_raises_the_validation_nll(true_temperature, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 3, 400)
+    y = (rng.uniform(size=400) < 1 / (1 + np.exp(-z / true_temperature))).astype(int)
+    scores = 1 / (1 + np.exp(-z))
+    t = cal.fit_temperature(y, scores)
+    assert t > 0
+    assert cal.nll(y, cal.calibrated(scores, t)) <= cal.nll(y, scores)
+    if true_temperature != 1.0:  # it finds the temperature the labels were drawn with, roughly
+        assert abs(np.log(t / true_temperature)) < 0.5
+    assert auc(y, cal.calibrated(scores, t)) == pytest.approx(auc(y, scores))  # never reorders
+
+
+def test_one_class_or_saturated_scores_get_a_finite_temperature():
+    assert cal.fit_temperature([1, 1, 1], [0.2, 0.9, 1.0]) == 1.0
+    t = cal.fit_temperature([0, 1, 0, 1], [0.0, 1.0, 0.0, 1.0])  # float32 saturation: clipped logits
+    assert np.isfinite(t) and t > 0
+    assert np.array_equal(cal.calibrated([0.1, 0.7], None), [0.1, 0.7])
+
+
+def test_rates_at_a_threshold():
+    rates = cal.rates_at([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], 0.5)
+    assert rates == {"threshold": 0.5, "accuracy": 0.5, "fpr": 0.5, "tpr": 0.5}
+
+
+def frames_of(scores, labels, prefix="v"):
+    return pd.DataFrame(
+        {
+            "dataset": "d",
+            "method": ["real" if y == 0 else "m" for y in labels],
+            "video_id": [f"{prefix}{i}" for i in range(len(labels))],
+            "frame_idx": 0,
+            "face_idx": 0,
+            "label": labels,
+            "score": scores,
+        }
+    )
+
+
+def test_travel_reports_ece_before_and_after_and_both_thresholds():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(50), np.ones(50)].astype(int)
+    overconfident = 1 / (1 + np.exp(-(rng.normal(size=100) + 2 * y - 1) * 4))
+    val, test = frames_of(overconfident, y), frames_of(overconfident[::-1], y[::-1], "t")
+    t = cal.fit_temperature(val["label"], val["score"])
+    table = cal.travel(val, {"test": test}, t, 0.5)
+    assert list(table["set"]) == ["val", "test"] and t > 1
+    row = table.iloc[0]
+    assert row["frame_nll_calibrated"] <= row["frame_nll_raw"]
+    assert row["accuracy_at_own_threshold"] >= row["accuracy_at_val_threshold"] - 0.1
+    assert row["accuracy_at_val_threshold"] == cal.rates_at(y, overconfident, 0.5)["accuracy"]
+
+
+# --------------------------------------------------------------------------- paired AUC over conditions
+
+
+def test_compare_auc_over_conditions_is_the_mean_of_the_per_condition_deltas():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(30), np.ones(30)].astype(int)
+    a, b = rng.normal(size=(3, 60)) + y, rng.normal(size=(3, 60)) + 0.3 * y
+    both = compare_auc(y, a, b, n_resamples=200)
+    assert both["delta"] == pytest.approx(np.mean([auc(y, a[k]) - auc(y, b[k]) for k in range(3)]))
+    assert both["low"] <= both["delta"] <= both["high"] and 0 < both["p"] <= 1
+    # one condition, as a row or as a vector, is the same test
+    assert compare_auc(y, a[:1], b[:1], n_resamples=200) == compare_auc(y, a[0], b[0], n_resamples=200)
+    with pytest.raises(ValueError, match="one per video"):
+        compare_auc(y, a, b[:2])
+
+
+# --------------------------------------------------------------------------- robustness evaluations
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return prepared_manifest(load_config("smoke"), progress=False)
+
+
+def saved_model(path, seed, temperature=None):
+    torch.manual_seed(seed)
+    cfg = load_config("smoke")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.save(
+        path,
+        model=build_model(cfg).eval().state_dict(),
+        config=cfg.to_dict(),
+        threshold=0.5,
+        best_epoch=0,
+        temperature=temperature,
+        prep=asdict(PrepOptions(size=64)),
+    )
+    return path
+
+
+@pytest.fixture
+def models(tmp_path):
+    return {"a": saved_model(tmp_path / "a/best.pt", 0), "b": saved_model(tmp_path / "b/best.pt", 1)}
+
+
+ROBUST = {
+    "notebooks.robustness_kinds": ["noise", "video"],
+    "notebooks.robustness_levels": [1, 5],
+    "notebooks.robustness_videos": 8,
+    "notebooks.robustness_frames": 2,
+}
+
+
+def test_the_video_subset_is_balanced_spread_over_methods_and_fixed_by_the_seed(manifest):
+    table = load_manifest(manifest)
+    ids = test_videos(table, 8, seed=0)
+    chosen = table[table.video_id.isin(ids)].drop_duplicates("video_id")
+    assert len(ids) == 8 and (chosen.label == 0).sum() == 4
+    assert chosen[chosen.label == 1].method.nunique() == min(4, table[table.label == 1].method.nunique())
+    assert ids == test_videos(table, 8, seed=0) and set(ids) <= set(table[table.split == "test"].video_id)
+    assert test_videos(table, 0) == sorted(table[table.split == "test"].video_id.unique())
+
+
+def test_clean_perturbed_frames_are_the_eval_datasets_and_perturbed_ones_differ(manifest):
+    table = load_manifest(manifest)
+    common = dict(image_size=64, split="test", frames_per_video=2)
+    plain = FrameDataset(table, **common)
+    clean = PerturbedFrames(table, **common, kind="clean", level=0)
+    video = PerturbedFrames(table, **common, kind="video", level=5)
+    assert len(plain) == len(clean) == len(video)
+    for i in (0, len(plain) - 1):
+        assert torch.equal(plain[i]["image"], clean[i]["image"])
+        assert not torch.equal(plain[i]["image"], video[i]["image"])
+        assert video[i]["video_id"] == plain[i]["video_id"] and video[i]["frame_idx"] == plain[i]["frame_idx"]
+
+
+def test_robustness_scores_each_condition_once_and_reads_it_back(manifest, models, monkeypatch):
+    cfg = load_config("smoke", ROBUST)
+    calls = []
+    real = evaluate_module.predict
+    monkeypatch.setattr(evaluate_module, "predict", lambda m, *a, **k: calls.append(1) or real(m, *a, **k))
+    rows = robustness(cfg, models, "smoke-ff", manifest, progress=False)
+    assert len(calls) == 2 * 5 and len(rows) == 10  # clean + 2 types x 2 levels, for each model
+    assert list(rows.kind.unique()) == ["clean", "noise", "video"] and rows.videos.eq(8).all()
+    assert rows.video_auc.between(0, 1).all()
+    again = robustness(cfg, models, "smoke-ff", manifest, progress=False)
+    assert len(calls) == 10 and again.drop(columns="scores").equals(rows.drop(columns="scores"))
+    # a retrained (newer) checkpoint is scored again, the other model's evaluations are kept
+    os.utime(models["b"])
+    robustness(cfg, models, "smoke-ff", manifest, progress=False)
+    assert len(calls) == 15
+    # other videos are another evaluation, never a stale one
+    robustness(
+        load_config("smoke", ROBUST | {"notebooks.robustness_videos": 6}),
+        models,
+        "smoke-ff",
+        manifest,
+        progress=False,
+    )
+    assert len(calls) == 25
+    report = json.loads((models["a"].parent / "robust-smoke-ff/video-5/metrics.json").read_text())
+    assert report["settings"]["parameter"] == 40 and report["settings"]["videos"] == 6
+
+
+def test_figures_only_never_scores(manifest, models, monkeypatch):
+    monkeypatch.setenv(FIGURES_ONLY, "1")
+    with pytest.raises(FileNotFoundError, match="figures only.*07_robustness"):
+        robustness(load_config("smoke", ROBUST), models, "smoke-ff", manifest, progress=False)
+
+
+def test_paired_robustness_is_per_type_and_over_all_types(manifest, models):
+    rows = robustness(load_config("smoke", ROBUST), models, "smoke-ff", manifest, progress=False)
+    paired = paired_robustness(rows, "a", "b", n_resamples=100)
+    assert list(paired.perturbation) == ["clean", "noise", "video", "all"]
+    noise = rows[rows.kind == "noise"]
+    expected = noise[noise.model == "a"].video_auc.mean() - noise[noise.model == "b"].video_auc.mean()
+    assert paired.set_index("perturbation").loc["noise", "delta"] == pytest.approx(expected)
+    assert set(paired.verdict) <= {"significant at 0.05", "not significant"}
+    assert paired.videos.eq(8).all()
+
+
+# --------------------------------------------------------------------------- calibrated eval and detect
+
+
+def test_eval_writes_calibrated_probabilities_beside_the_raw_score(manifest, tmp_path):
+    from fbifpn.engine.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(
+        saved_model(tmp_path / "t/best.pt", 0, 2.0), manifest, tmp_path / "e", progress=False
+    )
+    scores = pd.read_csv(tmp_path / "e/scores.csv")
+    assert np.allclose(scores["probability"], cal.calibrated(scores["score"], 2.0))
+    c = report["calibration"]
+    assert c["temperature"] == 2.0 and {
+        "frame_ece_raw",
+        "frame_ece_calibrated",
+        "video_ece_calibrated",
+    } <= set(c)
+    plain = evaluate_checkpoint(
+        saved_model(tmp_path / "u/best.pt", 0), manifest, tmp_path / "f", progress=False
+    )
+    assert plain["calibration"]["temperature"] is None and "frame_ece_calibrated" not in plain["calibration"]
+    assert "probability" not in pd.read_csv(tmp_path / "f/scores.csv")
+
+
+def test_detect_reports_the_calibrated_probability_and_keeps_the_score(tmp_path, monkeypatch):
+    import fbifpn.detect as det
+    from fbifpn.data.faces import Face, FaceDetector
+
+    class Middle(FaceDetector):
+        name = "middle"
+
+        def detect(self, frame, frame_idx):
+            h, w = frame.shape[:2]
+            return [Face((w / 4, h / 4, 3 * w / 4, 3 * h / 4))]
+
+    monkeypatch.setattr(det, "make_detector", lambda name: Middle())
+    picture = tmp_path / "face.png"
+    cv2.imwrite(str(picture), face_like(64))
+    [entry] = det.detect([picture], saved_model(tmp_path / "t/best.pt", 0, 3.0), progress=False)
+    assert entry["model"]["temperature"] == 3.0
+    assert entry["probability"] == pytest.approx(float(cal.calibrated(entry["score"], 3.0)))
+    face = entry["frames"][0]["faces"][0]
+    assert face["probability"] == pytest.approx(float(cal.calibrated(face["score"], 3.0)))
+    [plain] = det.detect([picture], saved_model(tmp_path / "u/best.pt", 0), progress=False)
+    assert "probability" not in plain and plain["score"] == pytest.approx(entry["score"])
