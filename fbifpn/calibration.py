@@ -17,6 +17,24 @@ BINS = 15
 EPS = 1e-6  # scores of exactly 0 or 1 (float32 saturation) get a finite logit
 
 
+def temperature_of(saved: dict) -> float | None:
+    """A checkpoint's temperature, or None when it holds none (saved before checkpoints had one) or
+    one that cannot be a temperature (not finite, or <= 0: it would break or invert every score),
+    which is then reported and ignored."""
+    import math
+    import warnings
+
+    value = saved.get("temperature")
+    if value is None:
+        return None
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        warnings.warn(
+            f"the checkpoint's temperature {value!r} is not a positive number: ignored", stacklevel=2
+        )
+        return None
+    return float(value)
+
+
 def logits(scores) -> np.ndarray:
     p = np.clip(np.asarray(scores, np.float64), EPS, 1 - EPS)
     return np.log(p) - np.log1p(-p)
@@ -65,6 +83,8 @@ def reliability(labels, probabilities, bins: int = BINS) -> pd.DataFrame:
     from sklearn.calibration import calibration_curve
 
     labels, p = np.asarray(labels), np.asarray(probabilities, np.float64)
+    if not np.isfinite(p).all():  # calibration_curve would bin NaN and the ECE would read as perfect
+        raise ValueError("calibration: the probabilities hold NaN or infinity")
     frequency, confidence = calibration_curve(labels, p, n_bins=bins, strategy="uniform")
     # calibration_curve's own binning (np.searchsorted on the inner edges), for the counts it omits
     counts = np.bincount(np.searchsorted(np.linspace(0, 1, bins + 1)[1:-1], p), minlength=bins)

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fbifpn import atomic
-from fbifpn.calibration import calibrated
+from fbifpn.calibration import calibrated, temperature_of
 from fbifpn.data.cache import synthetic_prep_options
 from fbifpn.data.dataset import model_input
 from fbifpn.data.faces import Face, FaceDetector, PrecomputedDetector, SidecarError, make_detector
@@ -113,7 +113,7 @@ class FaceScorer:
             self.model.to(memory_format=torch.channels_last)
         self.device = device
         self.threshold = float(saved.get("threshold", 0.5))
-        self.temperature = saved.get("temperature")  # None: older checkpoints, scores uncalibrated
+        self.temperature = temperature_of(saved)  # None: older checkpoints, scores uncalibrated
         self.prep_options, source = training_crops(saved, self.cfg, checkpoint)
         geometry = {k: getattr(self.prep_options, k) for k in CROP_GEOMETRY}
         if source == "defaults":

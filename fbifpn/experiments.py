@@ -479,7 +479,6 @@ def cross_compression(cfg: Config, checkpoint: Path, progress: bool = True) -> p
     """The checkpoint on the test split of its own training set at its own compression level and at
     each level of `cfg.notebooks.cross_compression`. Synthetic FF++ layout only (the benchmark has
     every level of every video); empty, with a message, for a training manifest of real data."""
-    from fbifpn.data.cache import prepared_manifest
 
     if cfg.data.manifest:
         print(
@@ -488,13 +487,26 @@ def cross_compression(cfg: Config, checkpoint: Path, progress: bool = True) -> p
         )
         return pd.DataFrame()
     rows = []
-    for level in dict.fromkeys((cfg.data.compression, *cfg.notebooks.cross_compression)):
-        manifest = prepared_manifest(with_overrides(cfg, {"data.compression": level}), progress=progress)
-        # the training level's test set is the cross-dataset table's in-domain set: one evaluation
-        name = cfg.data.dataset if level == cfg.data.compression else f"{cfg.data.dataset}-{level}"
+    for level, (name, manifest) in compression_sets(cfg, progress).items():
         report = evaluation(checkpoint, name, manifest, progress=progress)
         rows.append({"trained on": cfg.data.compression, "tested on": level, **metrics_row(report)})
     return pd.DataFrame(rows).drop(columns="compression")
+
+
+def compression_sets(cfg: Config, progress: bool = True) -> dict[str, tuple[str, Path]]:
+    """compression level -> (test set name, manifest) of the synthetic training set at its own level
+    and at each of `cfg.notebooks.cross_compression`. The training level's set is the cross-dataset
+    table's in-domain one, under its name, so that it is evaluated once."""
+    from fbifpn.data.cache import prepared_manifest
+
+    sets = {}
+    for level in dict.fromkeys((cfg.data.compression, *cfg.notebooks.cross_compression)):
+        manifest = prepared_manifest(with_overrides(cfg, {"data.compression": level}), progress=progress)
+        sets[level] = (
+            cfg.data.dataset if level == cfg.data.compression else f"{cfg.data.dataset}-{level}",
+            manifest,
+        )
+    return sets
 
 
 # --------------------------------------------------------------------------- two training protocols
@@ -746,6 +758,41 @@ def per_method_table(reports: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(table).T.rename_axis("test")
 
 
+# --------------------------------------------------------------------------- calibration
+
+
+def notebook_04_sets(cfg: Config, data_root: str | Path = "") -> dict[str, Path]:
+    """Every test set notebook 04 scores notebook 02's checkpoint on: the cross-dataset sets and, on
+    the synthetic benchmark, the in-domain set at each cross-compression level."""
+    sets = prepared_sets(cfg, data_root)
+    if not cfg.data.manifest:  # cross_compression's rule: the synthetic benchmark has every level
+        sets |= dict(compression_sets(cfg).values())
+    return sets
+
+
+def calibration_inputs(
+    cfg: Config, checkpoint: Path, test_sets: dict[str, Path], progress: bool = True
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], float, str]:
+    """The frame scores calibration is judged on: the val split of the checkpoint's training set and
+    the test split of each of `test_sets` (evaluations other notebooks made are read back), with the
+    temperature: the checkpoint's own (fitted on val when it was chosen), or for a checkpoint saved
+    before checkpoints held one, fitted here on the same val frames. Returns (val, tests, T, source)."""
+    from fbifpn.calibration import fit_temperature, temperature_of
+    from fbifpn.engine import checkpoint as ckpt
+
+    home, manifest = home_set(cfg, test_sets, progress)
+    evaluation(checkpoint, home, manifest, split="val", progress=progress)
+    val = pd.read_csv(evaluation_dir(checkpoint, home, split="val") / "scores.csv")
+    tests = {}
+    for name, path in test_sets.items():
+        evaluation(checkpoint, name, path, progress=progress)
+        tests[name] = pd.read_csv(evaluation_dir(checkpoint, name) / "scores.csv")
+    temperature = temperature_of(ckpt.load(Path(checkpoint)))
+    if temperature is not None:
+        return val, tests, temperature, "the checkpoint's, fitted on val frames when it was chosen"
+    return val, tests, fit_temperature(val["label"], val["score"]), "fitted here on the val frames"
+
+
 __all__ = [
     "ablation",
     "goals",
@@ -755,6 +802,9 @@ __all__ = [
     "plateau_step",
     "protocol_table",
     "beta_of",
+    "calibration_inputs",
+    "compression_sets",
+    "notebook_04_sets",
     "evaluation",
     "evaluation_dir",
     "home_set",
@@ -776,43 +826,3 @@ __all__ = [
     "with_mask_evidence",
     "with_overrides",
 ]
-
-
-# --------------------------------------------------------------------------- calibration
-
-
-def notebook_04_sets(cfg: Config, data_root: str | Path = "") -> dict[str, Path]:
-    """Every test set notebook 04 scores notebook 02's checkpoint on: the cross-dataset sets and, on
-    the synthetic benchmark, the in-domain set at each cross-compression level."""
-    from fbifpn.data.cache import prepared_manifest
-
-    sets = prepared_sets(cfg, data_root)
-    if not data_root and not cfg.data.manifest:
-        for level in cfg.notebooks.cross_compression:
-            if level != cfg.data.compression:
-                level_cfg = with_overrides(cfg, {"data.compression": level})
-                sets[f"{cfg.data.dataset}-{level}"] = prepared_manifest(level_cfg)
-    return sets
-
-
-def calibration_inputs(
-    cfg: Config, checkpoint: Path, test_sets: dict[str, Path], progress: bool = True
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], float, str]:
-    """The frame scores calibration is judged on: the val split of the checkpoint's training set and
-    the test split of each of `test_sets` (evaluations other notebooks made are read back), with the
-    temperature: the checkpoint's own (fitted on val when it was chosen), or for a checkpoint saved
-    before checkpoints held one, fitted here on the same val frames. Returns (val, tests, T, source)."""
-    from fbifpn.calibration import fit_temperature
-    from fbifpn.engine import checkpoint as ckpt
-
-    home, manifest = home_set(cfg, test_sets, progress)
-    evaluation(checkpoint, home, manifest, split="val", progress=progress)
-    val = pd.read_csv(evaluation_dir(checkpoint, home, split="val") / "scores.csv")
-    tests = {}
-    for name, path in test_sets.items():
-        evaluation(checkpoint, name, path, progress=progress)
-        tests[name] = pd.read_csv(evaluation_dir(checkpoint, name) / "scores.csv")
-    temperature = ckpt.load(Path(checkpoint)).get("temperature")
-    if temperature is not None:
-        return val, tests, float(temperature), "the checkpoint's, fitted on val frames when it was chosen"
-    return val, tests, fit_temperature(val["label"], val["score"]), "fitted here on the val frames"

@@ -173,23 +173,25 @@ def robustness_curves(rows):
     return fig
 
 
-def perturbation_grid(track, frame: int, kinds, levels=(1, 3, 5), seed: int = 0):
-    """One crop (frame `frame` of a face track, BGR crops in frame order) clean and under every type
-    at `levels`: a row per type."""
+def perturbation_grid(crops, track, frame: int, kinds, levels=(1, 3, 5), seed: int = 0):
+    """One crop clean and under every type at `levels`, a row per type, drawn as the robustness
+    evaluations drew it: `crops` are a face track's BGR crops in frame order, `track` its manifest
+    rows (video_id, frame_idx, face_idx) in the same order, `frame` the position shown."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from fbifpn.data.perturb import LABELS, parameter, perturb_track
+    from fbifpn.data.perturb import LABELS, parameter, perturb_rng, perturb_track
 
+    row_of = track.iloc[frame]
     fig, axes = plt.subplots(
         len(kinds), len(levels) + 1, figsize=(1.7 * (len(levels) + 1), 1.75 * len(kinds)), squeeze=False
     )
     for row, kind in zip(axes, kinds, strict=True):
         for ax, level in zip(row, (0, *levels), strict=True):
-            rng = np.random.default_rng(seed)
-            # only video compression needs the whole track; every other type perturbs the crop alone
-            crop = perturb_track(track if kind == "video" else [track[frame]], kind, level, rng)
-            crop = crop[frame if kind == "video" else 0]
+            rng = perturb_rng(seed, kind, level, row_of["video_id"], row_of["frame_idx"], row_of["face_idx"])
+            if kind == "video":  # the codec needs the whole track (and draws nothing at random)
+                crop = perturb_track(crops, kind, level, rng)[frame]
+            else:
+                crop = perturb_track([crops[frame]], kind, level, rng)[0]
             ax.imshow(crop[..., ::-1])
             ax.set_xticks([])
             ax.set_yticks([])

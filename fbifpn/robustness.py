@@ -25,7 +25,7 @@ from fbifpn import atomic, metrics
 from fbifpn.config import Config
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
-from fbifpn.data.perturb import KINDS, LABELS, parameter, perturb_crop, perturb_track
+from fbifpn.data.perturb import LABELS, parameter, perturb_crop, perturb_rng, perturb_track
 from fbifpn.metrics import Protocol
 
 CLEAN = ("clean", 0)
@@ -37,7 +37,7 @@ def conditions(kinds, levels) -> list[tuple[str, int]]:
     return [CLEAN] + [(kind, int(level)) for kind in kinds for level in levels]
 
 
-def test_videos(manifest: pd.DataFrame, count: int = 0, seed: int = 0, split: str = SPLIT) -> list[str]:
+def chosen_videos(manifest: pd.DataFrame, count: int = 0, seed: int = 0, split: str = SPLIT) -> list[str]:
     """The ids of the test videos scored: all of them (count 0), or `count` of them, half reals and
     half fakes, the fakes taken from each method in turn, each group in a seeded random order. Fixed
     by the seed alone, never by any score."""
@@ -65,10 +65,10 @@ def test_videos(manifest: pd.DataFrame, count: int = 0, seed: int = 0, split: st
 
 class PerturbedFrames(FrameDataset):
     """The eval dataset of a manifest, every crop read through one perturbation at one level
-    (`kind` "clean" with level 0: the crops as they are).
-    Random draws come from (seed, type, level, video, frame, face): the same on every run and in
-    every DataLoader worker. Video compression encodes the crops of one face of one video (the
-    manifest's, in frame order) together, and keeps the track it last encoded for its next frames."""
+    (`kind` "clean" with level 0: the crops as they are). Random draws come from
+    `perturb.perturb_rng`: the same on every run and in every DataLoader worker. Video compression
+    encodes the crops of one face of one video (the manifest's, in frame order) together, and keeps
+    the current video's encoded tracks for its next frames and faces."""
 
     def __init__(self, manifest, *args, kind: str, level: int, perturb_seed: int = 0, **kwargs):
         if (kind, level) != CLEAN:
@@ -76,19 +76,12 @@ class PerturbedFrames(FrameDataset):
         super().__init__(manifest, *args, **kwargs)
         self.kind, self.level, self.perturb_seed = kind, level, perturb_seed
         self._by_id = {rows["video_id"].iloc[0]: rows for rows in self.videos}
-        self._track: tuple[tuple[str, int] | None, dict[int, np.ndarray]] = (None, {})
+        self._video: str | None = None
+        self._tracks: dict[int, dict[int, np.ndarray]] = {}  # face -> frame -> encoded crop
 
     def _rng(self, row) -> np.random.Generator:
-        video = zlib.crc32(str(row["video_id"]).encode())
-        return np.random.default_rng(
-            [
-                self.perturb_seed,
-                KINDS.index(self.kind),
-                self.level,
-                video,
-                int(row["frame_idx"]),
-                int(row["face_idx"]),
-            ]
+        return perturb_rng(
+            self.perturb_seed, self.kind, self.level, row["video_id"], row["frame_idx"], row["face_idx"]
         )
 
     def read(self, row: pd.Series) -> np.ndarray | None:
@@ -100,17 +93,19 @@ class PerturbedFrames(FrameDataset):
         return None if image is None else perturb_crop(image, self.kind, self.level, self._rng(row))
 
     def _from_track(self, row: pd.Series) -> np.ndarray | None:
-        key = (row["video_id"], int(row["face_idx"]))
-        if self._track[0] != key:
+        if self._video != row["video_id"]:
+            self._video, self._tracks = row["video_id"], {}
+        face = int(row["face_idx"])
+        if face not in self._tracks:
             rows = self._by_id[row["video_id"]]
-            track = rows[rows["face_idx"] == key[1]].sort_values("frame_idx")
+            track = rows[rows["face_idx"] == face].sort_values("frame_idx")
             crops = {int(r["frame_idx"]): super(PerturbedFrames, self).read(r) for _, r in track.iterrows()}
-            crops = {frame: crop for frame, crop in crops.items() if crop is not None}
+            crops = {frame: crop for frame, crop in crops.items() if crop is not None}  # unreadable: left out
             encoded = (
                 perturb_track(list(crops.values()), self.kind, self.level, self._rng(row)) if crops else []
             )
-            self._track = (key, dict(zip(crops, encoded, strict=True)))
-        return self._track[1].get(int(row["frame_idx"]))
+            self._tracks[face] = dict(zip(crops, encoded, strict=True))
+        return self._tracks[face].get(int(row["frame_idx"]))
 
 
 def evaluation_folder(checkpoint: Path, test: str, kind: str, level: int) -> Path:
@@ -120,8 +115,8 @@ def evaluation_folder(checkpoint: Path, test: str, kind: str, level: int) -> Pat
 def _settings(checkpoint, manifest, videos, frames, seed, kind, level) -> dict:
     """What one robustness evaluation was made from; a saved one is reused only when all agree."""
     return {
-        "checkpoint": str(checkpoint),
-        "manifest": str(manifest),
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "manifest": str(Path(manifest).resolve()),
         "split": SPLIT,
         "videos": len(videos),
         "videos_crc32": zlib.crc32("\n".join(videos).encode()),
@@ -158,7 +153,7 @@ def robustness(
     book = cfg.notebooks
     manifest = Path(manifest)
     table = load_manifest(manifest)
-    videos = test_videos(table, book.robustness_videos, cfg.train.seed)
+    videos = chosen_videos(table, book.robustness_videos, cfg.train.seed)
     frames = book.robustness_frames or cfg.eval.frames_per_video
     subset = table[table["video_id"].isin(videos)]
     device = resolve_device(cfg.train.device)
@@ -166,62 +161,77 @@ def robustness(
     rows = []
     grid = conditions(book.robustness_kinds, book.robustness_levels)
     for kind, level in tqdm(grid, desc="robustness", unit="condition", disable=not progress):
-        batches: dict[tuple, list] = {}  # per input format: the condition's perturbed batches
+        reports, pending = {}, {}
         for name, checkpoint in models.items():
             folder = evaluation_folder(checkpoint, test, kind, level)
             settings = _settings(checkpoint, manifest, videos, frames, cfg.train.seed, kind, level)
-            report = _saved(folder, settings, checkpoint)
-            if report is None:
-                if os.environ.get(FIGURES_ONLY) == "1":
-                    raise FileNotFoundError(
-                        f"{folder}: no saved robustness evaluation, and figures only were asked for "
-                        "(run notebooks/07_robustness.ipynb, or make demo)"
+            reports[name] = _saved(folder, settings, checkpoint)
+            if reports[name] is None:
+                pending[name] = (folder, settings)
+        if pending and os.environ.get(FIGURES_ONLY) == "1":
+            folder = next(iter(pending.values()))[0]
+            raise FileNotFoundError(
+                f"{folder}: no saved robustness evaluation, and figures only were asked for "
+                "(run notebooks/07_robustness.ipynb, or make demo)"
+            )
+        by_form: dict[tuple, list[str]] = {}  # models that read one input format share its crops
+        for name in pending:
+            if name not in loaded:
+                loaded[name] = ckpt.load_model(models[name])
+                loaded[name][0].to(device)
+            model, model_cfg, _ = loaded[name]
+            by_form.setdefault((model_cfg.data.image_size, tuple(model.mean), tuple(model.std)), []).append(
+                name
+            )
+        for (size, mean, std), names in by_form.items():
+            dataset = PerturbedFrames(
+                subset,
+                size,
+                mean,
+                std,
+                split=SPLIT,
+                frames_per_video=frames,
+                strict=loaded[names[0]][1].data.strict,
+                kind=kind,
+                level=level,
+                perturb_seed=cfg.train.seed,
+            )
+            # one pass over the perturbed crops, each batch scored by every model, then dropped
+            parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
+            for batch in _loader(dataset, cfg):
+                for name in names:
+                    model, model_cfg, _ = loaded[name]
+                    scored = predict(
+                        model,
+                        [batch],
+                        device,
+                        tta_flip=model_cfg.eval.tta_flip,
+                        progress=False,
+                        channels_last=model_cfg.train.channels_last,
                     )
-                if name not in loaded:
-                    loaded[name] = ckpt.load_model(checkpoint)
-                    loaded[name][0].to(device)
-                model, model_cfg, saved = loaded[name]
-                form = (model_cfg.data.image_size, tuple(model.mean), tuple(model.std))
-                if form not in batches:
-                    dataset = PerturbedFrames(
-                        subset,
-                        model_cfg.data.image_size,
-                        model.mean,
-                        model.std,
-                        split=SPLIT,
-                        frames_per_video=frames,
-                        strict=model_cfg.data.strict,
-                        kind=kind,
-                        level=level,
-                        perturb_seed=cfg.train.seed,
-                    )
-                    loader = _loader(dataset, cfg)
-                    batches[form] = list(loader)
-                scores = predict(
-                    model,
-                    batches[form],
-                    device,
-                    tta_flip=model_cfg.eval.tta_flip,
-                    progress=False,
-                    channels_last=model_cfg.train.channels_last,
-                )
+                    parts[name].append(scored)
+            for name in names:
+                folder, settings = pending[name]
+                scores = pd.concat(parts[name], ignore_index=True)
                 scores = scores.drop_duplicates(["video_id", "frame_idx", "face_idx"])
-                report = _report(scores, settings, saved, model_cfg, frames)
+                _, model_cfg, saved = loaded[name]
+                reports[name] = _report(scores, settings, saved, model_cfg, frames)
                 atomic.write_csv(scores, folder / "scores.csv")
-                atomic.write_text(folder / "metrics.json", json.dumps(report, indent=1))
+                atomic.write_text(folder / "metrics.json", json.dumps(reports[name], indent=1))
+        for name, report in reports.items():
             video = report["metrics"]["video"]
             rows.append(
                 {
                     "model": name,
                     "kind": kind,
                     "level": level,
-                    "parameter": settings["parameter"],
+                    "parameter": report["settings"]["parameter"],
                     "video_auc": video["auc"],
                     "ci_low": video["auc_ci95"][0],
                     "ci_high": video["auc_ci95"][1],
                     "frame_auc": report["metrics"]["frame"]["auc"],
                     "videos": video["n"],
-                    "scores": str(folder / "scores.csv"),
+                    "scores": str(evaluation_folder(models[name], test, kind, level) / "scores.csv"),
                 }
             )
     return pd.DataFrame(rows)

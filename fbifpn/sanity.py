@@ -105,7 +105,7 @@ def learnability(
     videos = metrics.video_scores(frames.drop_duplicates(["video_id", "frame_idx", "face_idx"]))
     return {
         "video_auc": metrics.auc(videos["label"], videos["score"]),
-        "test_videos": len(videos),
+        "chosen_videos": len(videos),
         "steps": steps,
         "seconds_with_validation": round(seconds, 1),
     }

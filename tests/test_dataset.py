@@ -138,7 +138,7 @@ def test_demo_benchmark_is_learnable():
         progress=False,
     )
     result = learnability(out, steps=40)  # 40 steps: under a minute on 2 cores
-    assert result["test_videos"] == 250
+    assert result["chosen_videos"] == 250
     assert result["video_auc"] >= 0.85, result
     assert np.isfinite(result["video_auc"])
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import fbifpn.data.dataset as dataset_module
+import fbifpn.engine.train as train_module
 from fbifpn import load_config
 from fbifpn.cli import main
 from fbifpn.data.cache import prepared_manifest
@@ -54,7 +55,12 @@ def _killed(cfg, manifest, run_dir, monkeypatch, when):
     monkeypatch.setattr(ckpt, "save", real_save)
 
 
-def test_smoke_training_lowers_the_loss_and_beats_chance(smoke_manifest, tmp_path):
+def test_smoke_training_lowers_the_loss_and_beats_chance(smoke_manifest, tmp_path, monkeypatch):
+    fitted = []
+    real_fit = train_module.fit_temperature
+    monkeypatch.setattr(
+        train_module, "fit_temperature", lambda y, s: fitted.append((len(y), real_fit(y, s))) or fitted[-1][1]
+    )
     result = fit(load_config("smoke"), smoke_manifest, tmp_path / "run", progress=False)
     lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
     train = [json.loads(line) for line in lines if '"train"' in line]
@@ -63,7 +69,10 @@ def test_smoke_training_lowers_the_loss_and_beats_chance(smoke_manifest, tmp_pat
     assert (tmp_path / "run/best.pt").is_file() and (tmp_path / "run/tensorboard").is_dir()
     saved = ckpt.load(tmp_path / "run/best.pt")
     assert 0 < saved["threshold"] < 1 and saved["best_epoch"] == result.best_epoch
-    assert saved["temperature"] > 0  # fitted on the val frames of the pass that chose it
+    # fitted on the val frames of each pass that chose a checkpoint; best.pt holds the last one
+    assert (
+        fitted and saved["temperature"] == fitted[-1][1] and fitted[-1][0] == result.history[0]["videos"] * 6
+    )
 
 
 def test_two_runs_with_one_seed_are_identical(smoke_manifest, tmp_path):

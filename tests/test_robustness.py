@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-import fbifpn.engine.evaluate as evaluate_module
+import fbifpn.robustness as robustness_module
 from fbifpn import build_model, load_config
 from fbifpn import calibration as cal
 from fbifpn.data.cache import prepared_manifest
@@ -22,7 +22,7 @@ from fbifpn.data.prep import PrepOptions
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.experiments import FIGURES_ONLY
 from fbifpn.metrics import auc, compare_auc
-from fbifpn.robustness import PerturbedFrames, paired_robustness, robustness, test_videos
+from fbifpn.robustness import PerturbedFrames, paired_robustness, robustness, chosen_videos
 
 
 def face_like(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -33,8 +33,8 @@ def face_like(size: int = 96, seed: int = 0) -> np.ndarray:
         [120 + 90 * np.sin(6 * x + 1), 110 + 80 * np.cos(5 * y), 140 + 70 * np.sin(4 * (x + y))], -1
     )
     for _ in range(6):
-        cx, cy, r = rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0.05, 0.2) * size
-        inside = (np.mgrid[0:size, 0:size][1] - cx) ** 2 + (np.mgrid[0:size, 0:size][0] - cy) ** 2 < r**2
+        (cx, cy), r = rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0.05, 0.2) * size
+        inside = (x * size - cx) ** 2 + (y * size - cy) ** 2 < r**2
         image[inside] = rng.uniform(20, 235, 3)
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -74,6 +74,11 @@ def test_perturbations_are_deterministic_for_a_seed(kind):
     track = track_of()
     a = perturb_track(track, kind, 3, np.random.default_rng(7))
     b = perturb_track(track, kind, 3, np.random.default_rng(7))
+    if kind == "video":
+        # x264 draws nothing at random, yet in some processes (one in a few) this PyAV build gives one
+        # of two encodings of the same frames; both are the same compression (README, Robustness)
+        assert all(cv2.PSNR(x, y) > 30 for x, y in zip(a, b, strict=True))
+        return
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     if kind in ("block", "noise"):  # the random ones draw from the seed, nothing else
         c = perturb_track(track, kind, 3, np.random.default_rng(8))
@@ -101,12 +106,23 @@ def test_levels_follow_the_papers_parameters_and_bad_ones_are_named():
         perturb_crop(face_like(), "video", 1, np.random.default_rng(0))
 
 
-def test_video_compression_keeps_odd_sizes_and_frame_count():
+def test_video_compression_keeps_odd_sizes_mixed_sizes_and_frame_count():
     track = [c[:95, :93] for c in track_of(5)]
     out = perturb_track(track, "video", 2, np.random.default_rng(0))
     assert len(out) == 5 and all(o.shape == (95, 93, 3) for o in out)
-    with pytest.raises(ValueError, match="differ in size"):
-        perturb_track([track[0], track[1][:90]], "video", 2, np.random.default_rng(0))
+    mixed = [track[0], np.ascontiguousarray(track[1][:90, :80]), track[2]]  # a crop clipped at the frame edge
+    out = perturb_track(mixed, "video", 2, np.random.default_rng(0))
+    assert [o.shape for o in out] == [m.shape for m in mixed]
+    assert cv2.PSNR(mixed[1], out[1]) > 20  # resized back into place, not garbled
+
+
+def test_a_checkpoint_temperature_must_be_a_positive_number():
+    assert cal.temperature_of({"temperature": 1.5}) == 1.5 and cal.temperature_of({}) is None
+    for bad in (float("nan"), 0.0, -2.0, float("inf"), "2"):
+        with pytest.warns(UserWarning, match="not a positive number"):
+            assert cal.temperature_of({"temperature": bad}) is None
+    with pytest.raises(ValueError, match="NaN"):
+        cal.expected_calibration_error([0, 1], [0.2, float("nan")])
 
 
 def test_block_distortion_greys_the_papers_count_of_blocks():
@@ -187,8 +203,18 @@ def test_travel_reports_ece_before_and_after_and_both_thresholds():
     assert list(table["set"]) == ["val", "test"] and t > 1
     row = table.iloc[0]
     assert row["frame_nll_calibrated"] <= row["frame_nll_raw"]
-    assert row["accuracy_at_own_threshold"] >= row["accuracy_at_val_threshold"] - 0.1
     assert row["accuracy_at_val_threshold"] == cal.rates_at(y, overconfident, 0.5)["accuracy"]
+    # every set is calibrated with the temperature given (val's), never one refitted on itself
+    shifted = frames_of(1 / (1 + np.exp(-(rng.normal(size=100) + y - 0.5))), y, "s")
+    row = cal.travel(val, {"shifted": shifted}, t, 0.5).iloc[1]
+    assert row["frame_ece_calibrated"] == cal.expected_calibration_error(
+        y, cal.calibrated(shifted["score"], t)
+    )
+    from fbifpn.metrics import choose_threshold, video_scores
+
+    videos = video_scores(shifted)
+    best = choose_threshold(videos["label"], videos["score"])
+    assert row["threshold_at_own_threshold"] == best and row["threshold_at_val_threshold"] == 0.5
 
 
 # --------------------------------------------------------------------------- paired AUC over conditions
@@ -201,8 +227,10 @@ def test_compare_auc_over_conditions_is_the_mean_of_the_per_condition_deltas():
     both = compare_auc(y, a, b, n_resamples=200)
     assert both["delta"] == pytest.approx(np.mean([auc(y, a[k]) - auc(y, b[k]) for k in range(3)]))
     assert both["low"] <= both["delta"] <= both["high"] and 0 < both["p"] <= 1
-    # one condition, as a row or as a vector, is the same test
-    assert compare_auc(y, a[:1], b[:1], n_resamples=200) == compare_auc(y, a[0], b[0], n_resamples=200)
+    # one condition repeated is that condition's test: a video's scores are swapped under all at once
+    assert compare_auc(y, np.repeat(a[:1], 4, 0), np.repeat(b[:1], 4, 0), n_resamples=200) == compare_auc(
+        y, a[0], b[0], n_resamples=200
+    )
     with pytest.raises(ValueError, match="one per video"):
         compare_auc(y, a, b[:2])
 
@@ -246,12 +274,13 @@ ROBUST = {
 
 def test_the_video_subset_is_balanced_spread_over_methods_and_fixed_by_the_seed(manifest):
     table = load_manifest(manifest)
-    ids = test_videos(table, 8, seed=0)
+    ids = chosen_videos(table, 8, seed=0)
     chosen = table[table.video_id.isin(ids)].drop_duplicates("video_id")
-    assert len(ids) == 8 and (chosen.label == 0).sum() == 4
+    reals = table[(table.split == "test") & (table.label == 0)].video_id.nunique()
+    assert len(ids) == 8 and (chosen.label == 0).sum() == min(4, reals)  # fakes fill in for missing reals
     assert chosen[chosen.label == 1].method.nunique() == min(4, table[table.label == 1].method.nunique())
-    assert ids == test_videos(table, 8, seed=0) and set(ids) <= set(table[table.split == "test"].video_id)
-    assert test_videos(table, 0) == sorted(table[table.split == "test"].video_id.unique())
+    assert ids == chosen_videos(table, 8, seed=0) and set(ids) <= set(table[table.split == "test"].video_id)
+    assert chosen_videos(table, 0) == sorted(table[table.split == "test"].video_id.unique())
 
 
 def test_clean_perturbed_frames_are_the_eval_datasets_and_perturbed_ones_differ(manifest):
@@ -267,21 +296,39 @@ def test_clean_perturbed_frames_are_the_eval_datasets_and_perturbed_ones_differ(
         assert video[i]["video_id"] == plain[i]["video_id"] and video[i]["frame_idx"] == plain[i]["frame_idx"]
 
 
-def test_robustness_scores_each_condition_once_and_reads_it_back(manifest, models, monkeypatch):
+@pytest.fixture
+def count_work(monkeypatch):
+    """Evaluations made (one per model and condition) and crops read (and perturbed)."""
+    calls = {"evaluations": 0, "reads": 0}
+    report, read = robustness_module._report, PerturbedFrames.read
+
+    def reporting(*a, **k):
+        calls["evaluations"] += 1
+        return report(*a, **k)
+
+    def reading(self, row):
+        calls["reads"] += 1
+        return read(self, row)
+
+    monkeypatch.setattr(robustness_module, "_report", reporting)
+    monkeypatch.setattr(PerturbedFrames, "read", reading)
+    return calls
+
+
+def test_robustness_scores_each_condition_once_and_reads_it_back(manifest, models, count_work):
     cfg = load_config("smoke", ROBUST)
-    calls = []
-    real = evaluate_module.predict
-    monkeypatch.setattr(evaluate_module, "predict", lambda m, *a, **k: calls.append(1) or real(m, *a, **k))
     rows = robustness(cfg, models, "smoke-ff", manifest, progress=False)
-    assert len(calls) == 2 * 5 and len(rows) == 10  # clean + 2 types x 2 levels, for each model
+    calls = count_work
+    assert calls["evaluations"] == 2 * 5 and len(rows) == 10  # clean + 2 types x 2 levels, for each model
+    assert calls["reads"] == 5 * 8 * 2  # each crop read (and perturbed) once for both models
     assert list(rows.kind.unique()) == ["clean", "noise", "video"] and rows.videos.eq(8).all()
     assert rows.video_auc.between(0, 1).all()
     again = robustness(cfg, models, "smoke-ff", manifest, progress=False)
-    assert len(calls) == 10 and again.drop(columns="scores").equals(rows.drop(columns="scores"))
+    assert calls["evaluations"] == 10 and again.drop(columns="scores").equals(rows.drop(columns="scores"))
     # a retrained (newer) checkpoint is scored again, the other model's evaluations are kept
     os.utime(models["b"])
     robustness(cfg, models, "smoke-ff", manifest, progress=False)
-    assert len(calls) == 15
+    assert calls["evaluations"] == 15
     # other videos are another evaluation, never a stale one
     robustness(
         load_config("smoke", ROBUST | {"notebooks.robustness_videos": 6}),
@@ -290,15 +337,16 @@ def test_robustness_scores_each_condition_once_and_reads_it_back(manifest, model
         manifest,
         progress=False,
     )
-    assert len(calls) == 25
+    assert calls["evaluations"] == 25
     report = json.loads((models["a"].parent / "robust-smoke-ff/video-5/metrics.json").read_text())
     assert report["settings"]["parameter"] == 40 and report["settings"]["videos"] == 6
 
 
-def test_figures_only_never_scores(manifest, models, monkeypatch):
+def test_figures_only_never_scores(manifest, models, monkeypatch, count_work):
     monkeypatch.setenv(FIGURES_ONLY, "1")
     with pytest.raises(FileNotFoundError, match="figures only.*07_robustness"):
         robustness(load_config("smoke", ROBUST), models, "smoke-ff", manifest, progress=False)
+    assert count_work == {"evaluations": 0, "reads": 0}
 
 
 def test_paired_robustness_is_per_type_and_over_all_types(manifest, models):

@@ -96,7 +96,7 @@ def assert_scores_vary(scores: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def test_videos(smoke_tree):
+def chosen_videos(smoke_tree):
     """The synthetic test split (reals and fakes, six frames each), with sidecars of face boxes."""
     every = ffpp.scan(smoke_tree / "synth-ff", ScanOptions(dataset="synth-ff", methods=METHODS))
     entries = [e for e in every if e.split == "test"]
@@ -105,17 +105,17 @@ def test_videos(smoke_tree):
 
 
 @pytest.mark.parametrize("geometry", list(GEOMETRIES), ids=list(GEOMETRIES))
-def test_prep_and_eval_score_each_frame_as_detect_does(test_videos, tmp_path, geometry):
+def test_prep_and_eval_score_each_frame_as_detect_does(chosen_videos, tmp_path, geometry):
     options = GEOMETRIES[geometry]
     manifest = tmp_path / "prep"
-    prep(test_videos, manifest, options, progress=False)
+    prep(chosen_videos, manifest, options, progress=False)
     checkpoint = untrained_checkpoint(tmp_path / "best.pt", options)
     evaluated = eval_frame_scores(checkpoint, manifest, tmp_path / "eval")
 
     results = det.detect(
-        [e.path for e in test_videos], checkpoint, frames=6, detector="precomputed", progress=False
+        [e.path for e in chosen_videos], checkpoint, frames=6, detector="precomputed", progress=False
     )
-    detected = detect_frame_scores(results, [e.video_id for e in test_videos])
+    detected = detect_frame_scores(results, [e.video_id for e in chosen_videos])
     assert_scores_vary(evaluated)
     assert largest_difference(evaluated, detected) <= TOLERANCE
     crop = {"size": options.size, "scale": options.scale, "align": options.align, "source": "checkpoint"}
@@ -131,11 +131,11 @@ def test_prep_and_eval_score_each_frame_as_detect_does(test_videos, tmp_path, ge
     unrecorded = untrained_checkpoint(tmp_path / "unrecorded.pt", None, elsewhere)
     with pytest.warns(UserWarning, match=rf"{unrecorded}: records no prep options") as caught:
         defaults = det.detect(
-            [e.path for e in test_videos], unrecorded, frames=6, detector="precomputed", progress=False
+            [e.path for e in chosen_videos], unrecorded, frames=6, detector="precomputed", progress=False
         )
     assert sum("records no prep options" in str(w.message) for w in caught) == 1  # said once per run
     assert all(r["model"]["crop"]["source"] == "defaults" for r in defaults)
-    ignored = detect_frame_scores(defaults, [e.video_id for e in test_videos])
+    ignored = detect_frame_scores(defaults, [e.video_id for e in chosen_videos])
     assert largest_difference(evaluated, ignored) > 100 * TOLERANCE
 
 
@@ -176,10 +176,10 @@ def test_a_real_detector_gives_prep_and_detect_the_same_scores(tmp_path, detecto
 
 
 @pytest.mark.parametrize("geometry", list(GEOMETRIES), ids=list(GEOMETRIES))
-def test_the_explorer_scores_crops_as_eval_and_detect_do(test_videos, tmp_path, monkeypatch, geometry):
+def test_the_explorer_scores_crops_as_eval_and_detect_do(chosen_videos, tmp_path, monkeypatch, geometry):
     monkeypatch.setenv("FBIFPN_RUNS", str(tmp_path / "runs"))
     options = GEOMETRIES[geometry]
-    prep(test_videos, tmp_path / "prep", options, progress=False)
+    prep(chosen_videos, tmp_path / "prep", options, progress=False)
     checkpoint = untrained_checkpoint(tmp_path / "best.pt", options)
     evaluated = eval_frame_scores(checkpoint, tmp_path / "prep", tmp_path / "eval")
 
@@ -190,7 +190,7 @@ def test_the_explorer_scores_crops_as_eval_and_detect_do(test_videos, tmp_path, 
     # A plain folder of videos is cut by prep with the checkpoint's geometry: detect's scores again.
     folder = tmp_path / "mine"
     folder.mkdir()
-    chosen = test_videos[:2]
+    chosen = chosen_videos[:2]
     for e in chosen:
         for suffix in (".mp4", ".json"):
             shutil.copy(e.path.with_suffix(suffix), folder / f"{e.path.stem}{suffix}")

@@ -13,7 +13,9 @@ noise) comes from the seed given, so a perturbed test set is the same on every r
 from __future__ import annotations
 
 import io
+import zlib
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -42,6 +44,13 @@ LABELS = {
 BLOCK = 8  # side of one grey block, pixels
 GREY = 128
 FPS = 25  # the rate the track is encoded at; x264's rate control depends on it
+
+
+def perturb_rng(seed: int, kind: str, level: int, video_id: str, frame_idx: int, face_idx: int):
+    """The generator of one crop's random draws: fixed by (seed, type, level, video, frame, face), so
+    a crop is perturbed alike in every run, DataLoader worker and figure."""
+    video = zlib.crc32(str(video_id).encode())
+    return np.random.default_rng([seed, KINDS.index(kind), level, video, int(frame_idx), int(face_idx)])
 
 
 def parameter(kind: str, level: int) -> float | None:
@@ -100,8 +109,8 @@ def _blocks(crop: np.ndarray, per_256: int, rng: np.random.Generator) -> np.ndar
     h, w = crop.shape[:2]
     count = per_256 * max(1, min(h, w) // 256)
     out = crop.copy()
-    ys = rng.integers(0, max(1, h - BLOCK), count)
-    xs = rng.integers(0, max(1, w - BLOCK), count)
+    ys = rng.integers(0, max(1, h - BLOCK + 1), count)
+    xs = rng.integers(0, max(1, w - BLOCK + 1), count)
     for y, x in zip(ys, xs, strict=True):
         out[y : y + BLOCK, x : x + BLOCK] = GREY
     return out
@@ -119,26 +128,44 @@ def perturb_track(
 
 
 def _reencoded(crops: Sequence[np.ndarray], crf: int) -> list[np.ndarray]:
-    """The track through x264 at constant rate factor `crf` (yuv420p, in memory) and back. yuv420p
-    needs even sides: an odd row or column is repeated for the encoder and cut off again after."""
+    """The track through x264 at constant rate factor `crf` (yuv420p, in memory) and back. A video
+    has one frame size: crops of another size than the first are resized to it for the encoder and
+    back after. yuv420p needs even sides: an odd row or column is repeated, then cut off again."""
     import av
+    import cv2
 
     h, w = crops[0].shape[:2]
-    if any(c.shape[:2] != (h, w) for c in crops):
-        raise ValueError(f"video compression: the crops of one track differ in size (first {w}x{h})")
+    sizes = [c.shape[:2] for c in crops]
+    crops = [
+        c if c.shape[:2] == (h, w) else cv2.resize(c, (w, h), interpolation=cv2.INTER_AREA) for c in crops
+    ]
     eh, ew = h + h % 2, w + w % 2
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
+    # A raw H.264 stream, no container: through an mp4 in memory, frames came back shifted now and then
+    with av.open(buffer, "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=FPS, options={"crf": str(crf)})
         # One thread: x264's output then depends on the input alone, not on the machine's cores.
-        stream = container.add_stream("libx264", rate=FPS, options={"crf": str(crf), "threads": "1"})
+        stream.codec_context.thread_count = 1
         stream.width, stream.height, stream.pix_fmt = ew, eh, "yuv420p"
-        for crop in crops:
-            padded = np.pad(crop[..., ::-1], ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")))
+        for i, crop in enumerate(crops):
+            padded = np.pad(crop, ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
+            # OpenCV converts to and from yuv420p (PyAV would go through swscale)
+            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(padded, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            container.mux(stream.encode(frame))
         container.mux(stream.encode())
     buffer.seek(0)
-    with av.open(buffer) as container:
-        decoded = [f.to_ndarray(format="rgb24")[:h, :w, ::-1] for f in container.decode(video=0)]
+    with av.open(buffer, format="h264") as container:
+        container.streams.video[0].codec_context.thread_count = 1
+        decoded = [
+            cv2.cvtColor(f.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)[:h, :w]
+            for f in container.decode(video=0)
+        ]
     if len(decoded) != len(crops):
         raise RuntimeError(f"video compression: {len(crops)} frames encoded, {len(decoded)} decoded")
-    return [np.ascontiguousarray(d) for d in decoded]
+    return [
+        np.ascontiguousarray(
+            d if d.shape[:2] == size else cv2.resize(d, size[::-1], interpolation=cv2.INTER_AREA)
+        )
+        for d, size in zip(decoded, sizes, strict=True)
+    ]

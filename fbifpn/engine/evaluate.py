@@ -204,7 +204,9 @@ def evaluate_checkpoint(
         level="frame and video (video = mean over frames of the max over faces)",
         selection=_selection(checkpoint, saved, cfg),
     )
-    temperature = saved.get("temperature")
+    # fitted on the checkpoint's own scores: another beta scores otherwise, so it is not calibrated
+    same_beta = beta is None or beta == ckpt.config_of(saved).model.beta
+    temperature = calibration.temperature_of(saved) if same_beta else None
     if temperature is not None:  # the raw score stays; the calibrated probability goes beside it
         scores["probability"] = calibration.calibrated(scores["score"], temperature)
     report = {
