@@ -22,7 +22,7 @@ from fbifpn.data.prep import PrepOptions
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.experiments import FIGURES_ONLY
 from fbifpn.metrics import auc, compare_auc
-from fbifpn.robustness import PerturbedFrames, paired_robustness, robustness, chosen_videos
+from fbifpn.robustness import PerturbedFrames, chosen_videos, paired_robustness, robustness
 
 
 def face_like(size: int = 96, seed: int = 0) -> np.ndarray:
