@@ -127,7 +127,7 @@ def test_unknown_parameters_fail_with_their_name(tmp_path):
 
 def test_every_notebook_has_a_budget_and_one_without_stops_the_run_first(tmp_path, monkeypatch):
     cfg = load_config("demo")
-    assert sum(budget_of(cfg, nb) for nb in notebook_list()) == 795  # the demo's 15 minutes, less generation
+    assert sum(budget_of(cfg, nb) for nb in notebook_list()) == 750  # the demo's 15 minutes, less generation
     extra = tmp_path / "08_extra.ipynb"
     with pytest.raises(ValueError, match=r"08_extra\.ipynb: no time budget field 'extra'"):
         budget_of(cfg, extra)
