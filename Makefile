@@ -34,7 +34,7 @@ demo: venv
 # the demo's benchmark with three seeds of the four ablation variants, every FF++ method held out in
 # turn, and both training protocols trained 4x longer for their learning curves; then notebook 07's
 # full 7 x 5 perturbation grid on all test videos. Executed notebooks, tables and runs in runs/study/,
-# figures in figures/study/. About 65 minutes on 2 cores after install; like the demo, an interrupted
+# figures in figures/study/. About 61 minutes on 2 cores after install; like the demo, an interrupted
 # study continues where it stopped.
 study: venv
 	$(PY) -m fbifpn synth --size demo --workers $(WORKERS)
