@@ -25,7 +25,7 @@ from fbifpn import atomic, metrics
 from fbifpn.config import Config
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
-from fbifpn.data.perturb import LABELS, parameter, perturb_crop, perturb_rng, perturb_track
+from fbifpn.data.perturb import LABELS, VERSION, parameter, perturb_crop, perturb_rng, perturb_track
 from fbifpn.metrics import Protocol
 
 CLEAN = ("clean", 0)
@@ -122,6 +122,7 @@ def _settings(checkpoint, manifest, videos, frames, seed, kind, level) -> dict:
         "videos_crc32": zlib.crc32("\n".join(videos).encode()),
         "frames_per_video": frames,
         "perturb_seed": seed,
+        "perturb_version": VERSION,
         "kind": kind,
         "level": level,
         "parameter": parameter(kind, level) if kind != "clean" else None,

@@ -74,11 +74,6 @@ def test_perturbations_are_deterministic_for_a_seed(kind):
     track = track_of()
     a = perturb_track(track, kind, 3, np.random.default_rng(7))
     b = perturb_track(track, kind, 3, np.random.default_rng(7))
-    if kind == "video":
-        # x264 draws nothing at random, yet in some processes (one in a few) this PyAV build gives one
-        # of two encodings of the same frames; both are the same compression (README, Robustness)
-        assert all(cv2.PSNR(x, y) > 30 for x, y in zip(a, b, strict=True))
-        return
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     if kind in ("block", "noise"):  # the random ones draw from the seed, nothing else
         c = perturb_track(track, kind, 3, np.random.default_rng(8))
