@@ -110,6 +110,19 @@ def rates_at(labels, scores, threshold: float) -> dict[str, float]:
     }
 
 
+def errors(frames: pd.DataFrame, columns: dict[str, str]) -> dict[str, float]:
+    """Frame and video ECE of each score column of `frames` (label -> column), under the keys
+    frame_ece_<label> and video_ece_<label> (video: the scores' own aggregation, `video_scores`)."""
+    from fbifpn.metrics import video_scores
+
+    out = {}
+    for label, column in columns.items():
+        videos = video_scores(frames, column)
+        out[f"frame_ece_{label}"] = expected_calibration_error(frames["label"], frames[column])
+        out[f"video_ece_{label}"] = expected_calibration_error(videos["label"], videos[column])
+    return out
+
+
 def travel(
     val: pd.DataFrame, tests: dict[str, pd.DataFrame], temperature: float, threshold: float
 ) -> pd.DataFrame:
@@ -127,10 +140,8 @@ def travel(
         at_val = rates_at(videos["label"], videos["score"], threshold)
         own = rates_at(videos["label"], videos["score"], choose_threshold(videos["label"], videos["score"]))
         row = {"set": name, "frames": len(frames), "videos": len(videos)}
-        for column, label in (("score", "raw"), ("probability", "calibrated")):
-            per_video = video_scores(frames, column)
-            row[f"frame_ece_{label}"] = expected_calibration_error(frames["label"], frames[column])
-            row[f"video_ece_{label}"] = expected_calibration_error(per_video["label"], per_video[column])
+        for label, column in (("raw", "score"), ("calibrated", "probability")):
+            row |= errors(frames, {label: column})
             row[f"frame_nll_{label}"] = nll(frames["label"], frames[column])
         row |= {f"{k}_at_val_threshold": v for k, v in at_val.items()}
         row |= {f"{k}_at_own_threshold": v for k, v in own.items()}

@@ -106,13 +106,8 @@ def predict(
 def calibration_report(frames: pd.DataFrame, temperature: float | None) -> dict:
     """Expected calibration error of the raw scores, and of the calibrated probabilities when the
     checkpoint holds a temperature, at frame and video level (video: the scores' own aggregation)."""
-    out: dict = {"temperature": temperature, "bins": calibration.BINS}
     columns = {"raw": "score"} | ({"calibrated": "probability"} if temperature is not None else {})
-    for name, column in columns.items():
-        videos = metrics.video_scores(frames, column)
-        out[f"frame_ece_{name}"] = calibration.expected_calibration_error(frames["label"], frames[column])
-        out[f"video_ece_{name}"] = calibration.expected_calibration_error(videos["label"], videos[column])
-    return out
+    return {"temperature": temperature, "bins": calibration.BINS, **calibration.errors(frames, columns)}
 
 
 def describe_training(cfg) -> str:
