@@ -10,8 +10,8 @@ import pytest
 from conftest import noise_frames, write_cv_video
 
 from fbifpn.cli import main
-from fbifpn.data.manifest import load_manifest
-from fbifpn.data.prep import PrepOptions, prep
+from fbifpn.data.manifest import FamilyWarning, load_manifest
+from fbifpn.data.prep import PrepOptions, part_path, prep, write_outputs
 from fbifpn.data.sources import LayoutError, LayoutWarning, deepfakebench, dfdc, ffpp, scan
 from fbifpn.data.sources.base import ScanOptions
 
@@ -181,6 +181,32 @@ def test_per_method_and_whole_ffpp_indexes_agree(tmp_path):
     assert {e.video_id.split("/")[0] for e in renamed} == {"FF++"}
 
 
+def test_families_follow_the_rule_of_each_indexed_dataset(tmp_path):
+    def family(index):
+        return {e.video_id: e.family for e in deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=index))}
+
+    ff = family(trees.ffpp(tmp_path / "rgb", tmp_path, PAIRS, n=2)["FaceForensics++"])
+    made_from_000 = ["FaceForensics++/FF-real/c23/000"] + [
+        f"FaceForensics++/{label}/c23/000_001" for label in trees.FF_LABELS.values()
+    ]
+    assert {ff[v] for v in made_from_000} == {"FaceForensics++/000"}  # the target video, every method
+    assert (
+        ff["FaceForensics++/FF-real/c23/001"]
+        == ff["FaceForensics++/FF-DF/c23/001_000"]
+        != ff[made_from_000[0]]
+    )
+    cdf = family(trees.celebdf(tmp_path / "rgb", tmp_path, tests=CDF_TESTS, n=2))
+    assert cdf["Celeb-DF-v2/CelebDFv2_real/id5_0000"] == cdf["Celeb-DF-v2/CelebDFv2_fake/id5_id6_0000"]
+    assert cdf["Celeb-DF-v2/CelebDFv2_real/id5_0000"] == "Celeb-DF-v2/id5"  # the celebrity
+    assert cdf["Celeb-DF-v2/CelebDFv2_real/00001"] == "Celeb-DF-v2/youtube-00001"  # its own
+    dfdc_index = family(trees.dfdc(tmp_path / "rgb", tmp_path, parts=2, n_test=2, n=2))
+    assert all(f == vid for vid, f in dfdc_index.items())  # no `original` in the index: each its own
+    dfdcp = family(trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=3, test_from=2, n=2))
+    subject = [f"DFDCP/{label}/1002_{v}" for label, v in [("DFDCP_Real", "A_000"), ("DFDCP_FakeA", "A_001")]]
+    assert {dfdcp[v] for v in subject} | {dfdcp["DFDCP/DFDCP_FakeB/1002_B_001"]} == {"DFDCP/1002"}
+    assert len(set(dfdcp.values())) == 3
+
+
 def test_compression_levels_one_at_a_time(tmp_path):
     files = trees.ffpp(tmp_path / "rgb", tmp_path, PAIRS, methods=("Deepfakes",), levels=("c23", "c40"), n=2)
     with pytest.warns(LayoutWarning, match="reading c23"):
@@ -282,6 +308,75 @@ def test_manifest_with_a_video_in_two_splits_is_refused(tmp_path):
     df.to_csv(out / "manifest.csv", index=False)
     with pytest.raises(ValueError, match="in more than one split"):
         load_manifest(out)
+
+
+def _prepared_dfdcp(tmp_path, **options):
+    index = trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=2, test_from=1)
+    entries = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=index))
+    prep(entries, tmp_path / "out", progress=False, **options)
+    return entries, tmp_path / "out"
+
+
+def _without_families(csv_path):
+    df = pd.read_csv(csv_path, keep_default_na=False)
+    df.drop(columns="family").to_csv(csv_path, index=False)
+
+
+def test_a_manifest_without_families_reads_each_video_as_its_own_with_one_warning(tmp_path):
+    _, out = _prepared_dfdcp(tmp_path)
+    _without_families(out / "manifest.csv")  # as a manifest written before families
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = load_manifest(out)
+    said = [w for w in caught if issubclass(w.category, FamilyWarning)]
+    assert len(said) == 1 and str(out / "manifest.csv") in str(said[0].message)
+    assert "each video is its own family" in str(said[0].message)
+    assert (df["family"] == df["video_id"]).all() and list(df.columns).index("family") == 6
+
+
+def test_a_folder_of_shards_without_families_warns_once(tmp_path):
+    index = trees.dfdcp(tmp_path / "rgb", tmp_path, subjects=2, test_from=1)
+    entries = deepfakebench.scan(tmp_path / "rgb", ScanOptions(index=index))
+    for i in range(2):
+        prep(entries, tmp_path / "out", shard=(i, 2), progress=False)
+        _without_families(tmp_path / "out" / f"manifest.shard-{i}-of-2.csv")
+    with pytest.warns(FamilyWarning) as caught:
+        df = load_manifest(tmp_path / "out")
+    assert len(caught) == 1 and f"{tmp_path / 'out'} (2 of its 2 shards)" in str(caught[0].message)
+    assert (df["family"] == df["video_id"]).all()
+
+
+def test_an_empty_family_is_refused_naming_the_row_and_the_column(tmp_path):
+    _, out = _prepared_dfdcp(tmp_path)
+    df = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    df.loc[df.index[2], "family"] = ""
+    df.to_csv(out / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match=r"manifest\.csv: row 4, column family is empty"):
+        load_manifest(out)
+
+
+def test_a_video_in_two_families_is_refused(tmp_path):
+    _, out = _prepared_dfdcp(tmp_path)
+    df = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    df.loc[df.index[0], "family"] = "DFDCP/another"
+    df.to_csv(out / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match=f"video {df.video_id[0]} is in more than one family"):
+        load_manifest(out)
+
+
+def test_prep_again_gives_old_parts_their_family_without_redoing_them(tmp_path):
+    entries, out = _prepared_dfdcp(tmp_path)
+    for e in entries:  # parts and manifest as prep wrote them before families
+        part = json.loads(part_path(out, e.video_id).read_text())
+        part["rows"] = [{k: v for k, v in row.items() if k != "family"} for row in part["rows"]]
+        part_path(out, e.video_id).write_text(json.dumps(part))
+    with pytest.raises(ValueError, match="a part written before prep recorded video families"):
+        write_outputs(out, None, "", None)  # a merge cannot know the families
+    report = prep(entries, out, progress=False)
+    assert report["videos"]["skipped_already_done"] == len(entries)
+    df = load_manifest(out)
+    assert df.groupby("video_id")["family"].first().to_dict() == {e.video_id: e.family for e in entries}
+    assert set(df["family"]) == {"DFDCP/1000", "DFDCP/1001"}
 
 
 # 5a-c. Raw layouts: FF++ with some methods, split lists elsewhere, DFDC under train/.

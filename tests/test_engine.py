@@ -362,7 +362,10 @@ def test_eval_writes_scores_and_metrics_with_provenance(smoke_manifest, tmp_path
     assert {"dataset", "method", "video_id", "frame_idx", "face_idx", "label", "score", "mask_score"} <= set(
         scores
     )
-    assert set(scores.video_id) == set(load_manifest(smoke_manifest).query("split == 'test'").video_id)
+    test = load_manifest(smoke_manifest).query("split == 'test'")
+    assert set(scores.video_id) == set(test.video_id)
+    family_of = test.drop_duplicates("video_id").set_index("video_id")["family"]
+    assert (scores["family"] == scores["video_id"].map(family_of)).all()  # the manifest's, for resampling
     report = json.loads((tmp_path / "ev/metrics.json").read_text())
     assert "synthetic" in report["protocol"]["test_data"] and "validation" in report["protocol"]["selection"]
     assert report["git_commit"] and report["versions"]["torch"] and report["config"]["model"]

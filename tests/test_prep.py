@@ -2,7 +2,9 @@
 
 import json
 import shutil
+import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -318,3 +320,59 @@ def test_a_prep_cache_of_an_unknown_or_other_benchmark_version_is_made_again(
     assert not leftover.exists()
     assert (out / MARKER).read_text() == (smoke_tree / MARKER).read_text()
     assert len(load_manifest(out)) > 0
+
+
+def _synthetic_cache(smoke_tree, tmp_path, monkeypatch, dataset):
+    """A smoke benchmark under a runs/ of the test's own, prepared for `dataset`."""
+    from fbifpn import load_config
+    from fbifpn.data.cache import prepared_manifest
+
+    monkeypatch.setenv("FBIFPN_RUNS", str(tmp_path))
+    shutil.copytree(smoke_tree, tmp_path / "data/smoke-seed0")  # where the cache looks: reused
+    cfg = load_config("smoke", [f"data.dataset={dataset}"])
+    return cfg, prepared_manifest(cfg, progress=False)
+
+
+@pytest.mark.parametrize("dataset", ["synth-cdf", "synth-dfdc"])
+def test_the_prepared_synthetic_manifest_gives_each_video_its_scene(
+    smoke_tree, tmp_path, monkeypatch, dataset
+):
+    from fbifpn.data.synthetic.generate import read_scenes
+
+    _, out = _synthetic_cache(smoke_tree, tmp_path, monkeypatch, dataset)
+    root = tmp_path / "data/smoke-seed0" / dataset
+    scene_of = read_scenes(root)
+    df = load_manifest(out)
+    sources = df["source"].map(lambda s: Path(s).relative_to(root).as_posix())
+    assert (df["family"] == sources.map(scene_of)).all()  # the scene, not the layout's own rule
+    test = df[df.split == "test"].drop_duplicates("video_id")
+    labels = test.groupby("family")["label"].apply(sorted).tolist()
+    if dataset == "synth-dfdc":  # labels.csv names no original; the scene record pairs them
+        assert labels and all(pair == [0, 1] for pair in labels)
+    else:  # a celebrity's video and its synthesis are one scene, finer than the celebrity
+        assert [0, 1] in labels and [0] in labels  # and a YouTube video is its own
+        synthesis = df.loc[sources == "Celeb-synthesis/id0_id1_0000.mp4", "family"]
+        assert set(synthesis) == {"synth-cdf/id0_0000"}
+
+
+def test_an_old_synthetic_cache_gains_its_families_without_prep(smoke_tree, tmp_path, monkeypatch, capsys):
+    import fbifpn.data.cache as cache_module
+
+    cfg, out = _synthetic_cache(smoke_tree, tmp_path, monkeypatch, "synth-dfdc")
+    prepared = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    old = prepared.drop(columns="family")
+    old.to_csv(out / "manifest.csv", index=False)  # as prepared before manifests had families
+    crops = {p: p.stat().st_mtime_ns for p in (out / "crops").rglob("*.png")}
+    capsys.readouterr()
+    monkeypatch.setattr(cache_module, "prep", lambda *a, **k: pytest.fail("the crops were prepared again"))
+    assert cache_module.prepared_manifest(cfg, progress=False) == out
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and "adding each video's family" in said[0] and "scenes.csv" in said[0]
+    now = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(now, prepared)  # every other column and row as it was
+    assert {p: p.stat().st_mtime_ns for p in crops} == crops
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no FamilyWarning: the families are recorded now
+        load_manifest(out)
+    assert cache_module.prepared_manifest(cfg, progress=False) == out  # and only once
+    assert capsys.readouterr().out == ""

@@ -56,6 +56,14 @@ def test_ffpp_scan(ff_tree):
     assert {e.split for e in entries} == {"train", "val", "test"}
 
 
+def test_ffpp_family_is_the_target_video(ff_tree):
+    family = {e.video_id: e.family for e in ffpp.scan(ff_tree, ScanOptions(compression="c23"))}
+    made_from_002 = ["FF++/real/c23/002", "FF++/Deepfakes/c23/002_003", "FF++/FaceShifter/c23/002_003"]
+    assert {family[v] for v in made_from_002} == {"FF++/002"}  # no method or level in it: one for all
+    assert family["FF++/real/c23/003"] == family["FF++/Deepfakes/c23/003_002"] == "FF++/003"
+    assert len(set(family.values())) == 6  # one per real video
+
+
 def test_ffpp_broken_trees_name_what_is_missing(ff_tree):
     with pytest.raises(LayoutError, match=r"original_sequences/youtube/c40/videos"):
         ffpp.scan(ff_tree, ScanOptions(compression="c40"))
@@ -96,6 +104,15 @@ def test_celebdf_scan(cdf_tree):
     assert celebdf.scan(cdf_tree) == entries  # deterministic
 
 
+def test_celebdf_family_is_the_celebrity_and_a_youtube_video_its_own(cdf_tree):
+    family = {e.video_id: e.family for e in celebdf.scan(cdf_tree)}
+    celeb3 = ["Celeb-DF-v2/Celeb-real/id3_0000", "Celeb-DF-v2/Celeb-synthesis/id3_id4_0000"]
+    assert {family[v] for v in celeb3} == {"Celeb-DF-v2/id3"}  # the first id: the target celebrity
+    assert family["Celeb-DF-v2/Celeb-synthesis/id2_id3_0000"] == "Celeb-DF-v2/id2"
+    youtube = {family[f"Celeb-DF-v2/YouTube-real/{y:05d}"] for y in range(3)}
+    assert len(youtube) == 3 and not youtube & set(family[v] for v in celeb3)
+
+
 def test_celebdf_train_index_cannot_leak_test_videos(cdf_tree, tmp_path):
     everything = [str(p.relative_to(cdf_tree)) for p in cdf_tree.rglob("*.mp4")]
     index = tmp_path / "train.json"
@@ -112,7 +129,8 @@ def test_celebdf_broken_list(cdf_tree):
         celebdf.scan(cdf_tree)
 
 
-def test_dfdc_scan(tmp_path):
+@pytest.fixture
+def dfdc_tree(tmp_path):
     root = tmp_path / "dfdc"
     for part in range(3):
         meta = {
@@ -123,6 +141,11 @@ def test_dfdc_scan(tmp_path):
         (root / f"dfdc_train_part_{part}/metadata.json").write_text(json.dumps(meta))
     (root / "test").mkdir()
     (root / "test/labels.csv").write_text("filename,label\na.mp4,0\nb.mp4,1\n")
+    return root
+
+
+def test_dfdc_scan(dfdc_tree):
+    root = dfdc_tree
     entries = dfdc.scan(root)
     assert len(entries) == 8
     splits = {e.video_id: (e.split, e.label) for e in entries}
@@ -134,7 +157,20 @@ def test_dfdc_scan(tmp_path):
         dfdc.scan(root)
 
 
-def test_dfdcp_scan(tmp_path):
+def test_dfdc_family_is_the_original_and_a_test_video_its_own(dfdc_tree):
+    family = {e.video_id: e.family for e in dfdc.scan(dfdc_tree)}
+    for part in range(3):  # a fake shares the family of the real metadata.json names as its original
+        assert (
+            family[f"DFDC/dfdc_train_part_{part}/f{part}"] == family[f"DFDC/dfdc_train_part_{part}/r{part}"]
+        )
+    assert family["DFDC/dfdc_train_part_0/r0"] == "DFDC/r0"
+    assert len({family[f"DFDC/dfdc_train_part_{p}/r{p}"] for p in range(3)}) == 3
+    # labels.csv names no original: each test video is its own family
+    assert family["DFDC/test/a"] == "DFDC/test/a" and family["DFDC/test/b"] == "DFDC/test/b"
+
+
+@pytest.fixture
+def dfdcp_tree(tmp_path):
     root = tmp_path / "dfdcp"
     root.mkdir()
     index = {}
@@ -145,6 +181,17 @@ def test_dfdcp_scan(tmp_path):
             "set": "train" if ident < 15 else "test",
         }
     (root / "dataset.json").write_text(json.dumps(index))
+    return root
+
+
+def test_dfdcp_family_is_the_subject(dfdcp_tree):
+    family = {e.video_id: e.family for e in dfdcp.scan(dfdcp_tree)}
+    assert family["DFDCP/original_videos/3/3_A/x"] == family["DFDCP/method_A/3/3_A_001/y"] == "DFDCP/3"
+    assert len(set(family.values())) == 20
+
+
+def test_dfdcp_scan(dfdcp_tree):
+    root = dfdcp_tree
     entries = dfdcp.scan(root)
     assert len(entries) == 40 and {e.split for e in entries} == {"train", "val", "test"}
     fakes = [e for e in entries if e.label == 1]

@@ -114,6 +114,57 @@ def test_dfdc_layout(smoke_tree):
     assert {r["label"] for r in rows} == {"0", "1"}
 
 
+def test_the_scene_record_is_the_plans(smoke_tree):
+    from fbifpn.data.synthetic.generate import PLANS, SCENES, read_scenes, scenes
+
+    for name, plan in PLANS.items():
+        record = read_scenes(smoke_tree / name)
+        assert record == scenes(plan(SMOKE, 0)[0]), name
+        with open(smoke_tree / name / SCENES) as f:
+            assert len(list(csv.reader(f))) == len(record) + 1  # one row per video: one scene each
+        videos = {
+            p.relative_to(smoke_tree / name).as_posix()
+            for p in (smoke_tree / name).rglob("*.mp4")
+            if "masks" not in p.parts
+        }
+        assert set(record) == videos, name  # every video in exactly one scene, no mask among them
+    ff = read_scenes(smoke_tree / "synth-ff")
+    for level in SMOKE.ff_levels:
+        real = ff[f"original_sequences/youtube/{level}/videos/000.mp4"]
+        made = [
+            v for v in ff if v.startswith("manipulated_sequences/") and v.split("/")[-1].startswith("000_")
+        ]
+        assert len(made) == len(METHODS) * len(SMOKE.ff_levels)
+        assert {ff[v] for v in made} == {real} == {"synth-ff/000"}
+    dfdc = read_scenes(smoke_tree / "synth-dfdc")
+    with open(smoke_tree / "synth-dfdc/test/labels.csv") as f:
+        labels = {f"test/{r['filename']}": r["label"] for r in csv.DictReader(f)}
+    by_scene = {}
+    for video, label in labels.items():
+        by_scene.setdefault(dfdc[video], []).append(label)
+    assert sorted(map(sorted, by_scene.values())) == [["0", "1"]] * SMOKE.dfdc_test_reals  # a real, its fake
+
+
+def test_writing_the_scene_record_changes_no_video(smoke_tree):
+    """A tree generated before the record existed gains it on the next `generate`, which changes
+    nothing else: every file keeps its bytes and its mtime, and the version stays."""
+    from fbifpn.data.synthetic.generate import DATASETS, SCENES
+
+    def files():
+        return {
+            p: (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(smoke_tree.rglob("*"))
+            if p.is_file() and p.name != SCENES
+        }
+
+    before, records = files(), {name: (smoke_tree / name / SCENES).read_text() for name in DATASETS}
+    for name in DATASETS:
+        (smoke_tree / name / SCENES).unlink()
+    assert generate(smoke_tree, size="smoke", seed=0, workers=1, progress=False) == smoke_tree
+    assert {name: (smoke_tree / name / SCENES).read_text() for name in DATASETS} == records
+    assert files() == before
+
+
 def test_same_seed_same_frames_whatever_the_workers(smoke_tree, tmp_path):
     again = generate(tmp_path / "again", size="smoke", seed=0, workers=2, progress=False)
     assert tree_digest(again) == tree_digest(smoke_tree)

@@ -121,6 +121,7 @@ def _row(entry: VideoEntry, source: str) -> dict:
         "method": entry.method,
         "label": entry.label,
         "video_id": entry.video_id,
+        "family": entry.family,
         "source": source,
     }
 
@@ -343,6 +344,16 @@ def _finished(out: Path, entry: VideoEntry) -> bool:
     return all(row[k] == now[k] for row in part["rows"][:1] for k in ("dataset", "split", "method", "label"))
 
 
+def _record_family(out: Path, entry: VideoEntry) -> None:
+    """Give a finished part's rows the entry's family: a part made before rows had one (or under
+    another rule) keeps its crops, which the family does not shape, and gains the column."""
+    path = part_path(out, entry.video_id)
+    part = json.loads(path.read_text())
+    if any(row.get("family") != entry.family for row in part["rows"]):
+        part["rows"] = [row | {"family": entry.family} for row in part["rows"]]
+        atomic.write_text(path, json.dumps(part))
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
@@ -387,6 +398,10 @@ def prep(
         make_detector(options.detector)  # fail at once if the backend is missing, not once per video
     todo = shard_entries(entries, shard)
     pending = [e for e in todo if not _finished(out, e)]
+    waiting = {e.video_id for e in pending}
+    for e in todo:
+        if e.video_id not in waiting:
+            _record_family(out, e)
     args = [(e, str(out), options) for e in pending]
     bar = tqdm(
         total=len(todo), initial=len(todo) - len(pending), desc="prep", unit="video", disable=not progress
@@ -421,7 +436,14 @@ def write_outputs(
         if video_ids is not None
         else sorted((out / "parts").glob("*.json"))
     )
-    parts = [json.loads(p.read_text()) for p in paths if p.is_file()]
+    loaded = {p: json.loads(p.read_text()) for p in paths if p.is_file()}
+    if old := next((p for p, part in loaded.items() if any("family" not in r for r in part["rows"])), None):
+        # Only a merge meets one: prep gives the parts of its own videos their family first.
+        raise ValueError(
+            f"{old}: a part written before prep recorded video families; run each shard's "
+            f"`python -m fbifpn prep` on {out} again to add them (finished videos are not cropped again)"
+        )
+    parts = list(loaded.values())
     rows = [r for p in parts for r in p["rows"]]
     atomic.write_csv(frame(rows), out / f"manifest{suffix}.csv")
     report = {

@@ -184,6 +184,9 @@ def evaluate_checkpoint(
         sink=sink,
     )
     scores = scores.drop_duplicates(["video_id", "frame_idx", "face_idx"])  # short videos repeat frames
+    # each video's family from the manifest: what statistics on these scores resample together
+    family_of = df.drop_duplicates("video_id").set_index("video_id")["family"]
+    scores.insert(scores.columns.get_loc("video_id") + 1, "family", scores["video_id"].map(family_of))
     threshold = float(saved.get("threshold", 0.5))
     result = metrics.evaluate_scores(
         scores, threshold=threshold, bootstrap=cfg.eval.bootstrap, seed=cfg.train.seed

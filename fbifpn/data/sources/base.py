@@ -45,6 +45,14 @@ class VideoEntry:
     frames: tuple[Path, ...] = field(default=())
     masks: tuple[Path | None, ...] = field(default=())
     landmarks: tuple[Path | None, ...] = field(default=())
+    # The videos made from one source (a real and its fakes; see each adapter for its rule), which
+    # statistics resample together: globally unique, prefixed by the dataset like `video_id`. Left
+    # empty, the video is its own family (a source that is not recorded can only be assumed apart).
+    family: str = field(default="", kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", self.video_id)
 
 
 @dataclass(frozen=True)
@@ -76,10 +84,12 @@ def taken(options: ScanOptions | None, takes: frozenset[str], layout: str) -> Sc
     return options
 
 
-def unmasked_entry(dataset: str, split: str, method: str, label: int, vid: str, path: Path) -> VideoEntry:
+def unmasked_entry(
+    dataset: str, split: str, method: str, label: int, vid: str, path: Path, family: str = ""
+) -> VideoEntry:
     """A video of a dataset that ships no masks and no compression levels (Celeb-DF, DFDC, DFDCP):
     a real's mask is known to be empty, a fake's is unknown, so only reals have one."""
-    return VideoEntry(dataset, split, "", method, label, vid, path, has_mask=label == 0)
+    return VideoEntry(dataset, split, "", method, label, vid, path, has_mask=label == 0, family=family)
 
 
 def require(path: Path, what: str) -> Path:

@@ -96,7 +96,14 @@ def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
         method, label = FOLDERS[folder]
         entries.append(
             unmasked_entry(
-                dataset, split, method, label, video_id(dataset, folder, Path(rel).stem), root / rel
+                dataset,
+                split,
+                method,
+                label,
+                video_id(dataset, folder, Path(rel).stem),
+                root / rel,
+                # the celebrity: a synthesis is made from that celebrity's videos (YouTube: the video)
+                family=video_id(dataset, identity(rel)),
             )
         )
     return sorted(entries, key=lambda e: e.video_id)

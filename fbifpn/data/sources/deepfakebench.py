@@ -20,7 +20,7 @@ absolute on the machine that wrote the index (`T:\\rgb\\FaceForensics++\\...`, `
 they are mapped onto `root` by their part from the dataset's folder down. Masks come from the
 entry's `masks` list or lie next to the frames (`masks/<video>/<i>.png`, landmarks likewise as
 `.npy`); a real without a mask file has an all-zero mask, a fake without one has no ground truth
-(`has_mask` false).
+(`has_mask` false). A video's family follows the raw adapter of its dataset (see `_family`).
 """
 
 from __future__ import annotations
@@ -182,6 +182,23 @@ def _identity(dataset: str, name: str, info: dict) -> str:
     return name.split("_")[0]
 
 
+# Datasets whose video names begin with the source they were made from: FF++'s target video (`000`
+# of `000_003`, also in FaceShifter's and DeepFakeDetection's actor-first names) and DFDCP's subject.
+SOURCE_FIRST = {"FaceForensics++", "FaceShifter", "DeepFakeDetection", "DFDCP"}
+
+
+def _family(dataset: str, name: str, video: str) -> str:
+    """The raw adapters' rules, by the dataset the index entry belongs to (`name`: what its entries
+    are called): Celeb-DF's celebrity, the first token of the name where it names the source
+    (SOURCE_FIRST), else "": the video is its own family (DFDC's index keeps no `original`, and an
+    unknown dataset's names cannot be trusted to name one)."""
+    if dataset.startswith("Celeb-DF"):
+        return video_id(name, celebdf.identity(video))
+    if dataset in SOURCE_FIRST:
+        return video_id(name, video.split("_")[0])
+    return ""
+
+
 def _splits(top: str, dataset: str, videos: dict) -> dict[tuple[str, str, str], str]:
     """One split per video, by the module's rule, saying every change as a LayoutWarning."""
     listed = {key: set(by_split) for key, by_split in videos.items()}
@@ -299,7 +316,7 @@ def _frame_key(path) -> int | str:
     return n if n is not None else listed_parts(str(path))[0][-1].rsplit(".", 1)[0]
 
 
-def _entry(dataset, split, label_name, level, name, info, resolve, frames, json_path) -> VideoEntry:
+def _entry(dataset, split, label_name, level, name, info, resolve, frames, json_path, family) -> VideoEntry:
     label = 0 if label_name.lower().endswith("real") else 1
     listed = in_time_order(info["frames"])
     keep = [resolve(listed[i]) for i in evenly_spaced(len(listed), frames)]
@@ -322,6 +339,7 @@ def _entry(dataset, split, label_name, level, name, info, resolve, frames, json_
         frames=tuple(keep),
         masks=tuple(masks),
         landmarks=landmarks,
+        family=family,
     )
 
 
@@ -390,7 +408,8 @@ def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
         for key, split in _splits(top, dataset_name(top), videos).items():
             label_name, lv, video = key
             info = videos[key].get(split) or next(iter(videos[key].values()))
-            found.append(_entry(name, split, label_name, lv, video, info, resolve, frames, json_path))
+            family = _family(dataset_name(top), name, video)
+            found.append(_entry(name, split, label_name, lv, video, info, resolve, frames, json_path, family))
         if empty := sum(not e.frames for e in found):
             note(
                 f"{top}: {empty} videos list no frame; prep reports each as failed",

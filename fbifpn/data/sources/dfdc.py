@@ -37,6 +37,14 @@ def held_out_parts(names: list[str]) -> set[str]:
     return set(ordered[len(ordered) - n_val :])
 
 
+def _family(dataset: str, name: str, label: int, info: dict, vid: str) -> str:
+    """metadata.json's `original`: a fake names the real it was made from, and a real is its own
+    original. Names are unique across parts, so a family may span them. A fake that names no
+    original is its own family."""
+    source = info.get("original") or (name if label == 0 else None)
+    return video_id(dataset, Path(str(source)).stem) if source else vid
+
+
 # The level a layout reads by default; None where levels are not separate folders.
 DEFAULT_COMPRESSION = None
 TAKES = frozenset(["dataset"])
@@ -70,7 +78,8 @@ def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
             split = "val" if part.name in val_parts else "train"
             method = "real" if label == 0 else "DFDC"
             vid = video_id(dataset, part.name, Path(name).stem)
-            entries.append(unmasked_entry(dataset, split, method, label, vid, part / name))
+            family = _family(dataset, name, label, info, vid)
+            entries.append(unmasked_entry(dataset, split, method, label, vid, part / name, family))
     labels_path = require(root / "test" / "labels.csv", "DFDC test labels")
     with open(labels_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -85,5 +94,6 @@ def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
             ) from None
         method = "real" if label == 0 else "DFDC"
         vid = video_id(dataset, "test", Path(row["filename"]).stem)
+        # labels.csv records no original: each test video is its own family (the entry's default)
         entries.append(unmasked_entry(dataset, "test", method, label, vid, root / "test" / row["filename"]))
     return entries

@@ -24,6 +24,8 @@ from fbifpn.data.sources.base import (
 
 
 def _identity(rel: str) -> str:
+    """The subject filmed: the folder after the method (`method_A/<subject>/...`, and likewise
+    `original_videos/<subject>/...`), or the name of a video filed directly under its method."""
     parts = Path(rel).parts
     return parts[1] if len(parts) > 2 else Path(rel).stem
 
@@ -57,7 +59,14 @@ def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
         method = "real" if label == 0 else Path(rel).parts[0]
         entries.append(
             unmasked_entry(
-                dataset, split, method, label, video_id(dataset, rel.removesuffix(".mp4")), root / rel
+                dataset,
+                split,
+                method,
+                label,
+                video_id(dataset, rel.removesuffix(".mp4")),
+                root / rel,
+                # the subject: a fake is filed under the subject whose footage it was made from
+                family=video_id(dataset, _identity(rel)),
             )
         )
     return entries

@@ -73,6 +73,12 @@ def _methods(manip: Path, compression: str, methods: tuple[str, ...] | None, dat
     return present
 
 
+def family(dataset: str, name: str) -> str:
+    """The target video: fake `000_003` puts face 003 into video 000, so it is made from 000 (the
+    same at every method and compression level, so one family spans them all)."""
+    return video_id(dataset, name.split("_")[0])
+
+
 # The level a layout reads by default; None where levels are not separate folders.
 DEFAULT_COMPRESSION = "c23"
 TAKES = frozenset(["compression", "dataset", "methods", "splits_dir"])
@@ -115,6 +121,7 @@ def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
             0,
             video_id(dataset, "real", compression, name),
             real_dir / f"{name}.mp4",
+            family=family(dataset, name),
         )
         for name, split in sorted(split_of.items())
     ]
@@ -138,6 +145,7 @@ def scan(root: Path, options: ScanOptions | None = None) -> list[VideoEntry]:
                     folder / f"{name}.mp4",
                     mask_path=manip / method / "masks/videos" / f"{name}.mp4" if masked else None,
                     has_mask=masked,
+                    family=family(dataset, name),
                 )
             )
     if not any(e.path.is_file() for e in entries):

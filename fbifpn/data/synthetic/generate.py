@@ -6,10 +6,17 @@ Jobs draw their randomness from `(seed, dataset, kind, index)`, never from a sha
 output is identical whatever the number of workers and the order jobs finish in. A job whose files
 all exist is skipped, so an interrupted run resumes; `benchmark.json` is written last and marks a
 complete tree.
+
+Each job is one scene: a real video and every fake made from it, the family that statistics
+resample together. `<dataset>/scenes.csv` records each video's scene beside the videos. It is
+computed from the plans alone and written wherever it is missing, so a tree generated before it
+existed gains it without a video (or the version) changing.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -32,6 +39,7 @@ from fbifpn.paths import runs_dir
 VERSION = 4  # 4: at demo size every test split holds >= 150 videos, >= 50 of them real (3: 30/19/20)
 DATASETS = ("synth-ff", "synth-cdf", "synth-dfdc")
 MARKER = "benchmark.json"
+SCENES = "scenes.csv"  # per dataset: video (its path in the layout), scene
 
 # The three domains differ in who is filmed, how, and how carefully fakes are blended.
 DOMAINS = {
@@ -248,6 +256,45 @@ def plan_dfdc(size: Size, seed: int) -> tuple[list[Job], dict[str, object]]:
 PLANS = {"synth-ff": plan_ff, "synth-cdf": plan_cdf, "synth-dfdc": plan_dfdc}
 
 
+# --------------------------------------------------------------------------- scenes
+
+
+def scenes(jobs: list[Job]) -> dict[str, str]:
+    """Each video of the plan (a path in its layout; masks are no videos of their own) -> its
+    scene, named `<dataset>/<its real video's name>` as the layouts' video ids are prefixed."""
+    scene_of = {}
+    for job in jobs:
+        scene = f"{job.dataset}/{Path(job.paths[0]).stem}"
+        for path in [*job.paths, *(p for fake in job.fakes for p in fake.paths)]:
+            scene_of[path] = scene
+    return scene_of
+
+
+def record_scenes(root: Path, name: str, jobs: list[Job]) -> None:
+    """Write `<root>/<name>/scenes.csv` where it is missing; the plan decides it, so one written
+    earlier for this tree is already the same."""
+    path = root / name / SCENES
+    if path.is_file():
+        return
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["video", "scene"])
+    writer.writerows(sorted(scenes(jobs).items()))
+    atomic.write_text(path, text.getvalue())
+
+
+def read_scenes(dataset_root: Path) -> dict[str, str]:
+    """The scene record of one generated dataset: video path in the layout -> scene."""
+    path = Path(dataset_root) / SCENES
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no scene record (`generate` writes it beside the videos)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"video", "scene"} <= set(rows[0]):
+        raise ValueError(f"{path}: expected the columns video,scene")
+    return {row["video"]: row["scene"] for row in rows}
+
+
 # --------------------------------------------------------------------------- running jobs
 
 
@@ -316,7 +363,9 @@ def generate(
     }
     marker = json.loads(json.dumps(marker))  # as it reads back from disk (tuples become lists)
     old = json.loads((root / MARKER).read_text()) if (root / MARKER).is_file() else None
-    if old == marker:
+    if old == marker:  # complete; only a scene record it predates is added
+        for name in datasets:
+            record_scenes(root, name, PLANS[name](spec, seed)[0])
         return root
     if old is not None and {**old, "datasets": None} != {**marker, "datasets": None}:
         # Another version, size or seed: its files would otherwise be kept as if current.
@@ -329,6 +378,7 @@ def generate(
     for name in datasets:
         dataset_jobs, files = PLANS[name](spec, seed)
         jobs += dataset_jobs
+        record_scenes(root, name, dataset_jobs)
         for rel, content in files.items():
             path = root / name / rel
             if isinstance(content, str):
