@@ -55,9 +55,11 @@ def write_text(path: Path | str, text: str) -> Path:
     return Path(path)
 
 
-def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
+def write_csv(df: pd.DataFrame, path: Path | str, **to_csv) -> Path:
+    """`df.to_csv(path, index=False, **to_csv)` through a temporary (its suffix kept: `.csv.gz` is
+    written as gzip)."""
     with replacing(path) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False, **to_csv)
     return Path(path)
 
 

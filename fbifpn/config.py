@@ -63,6 +63,17 @@ class Range:
         return f"in {lo}{self.low:g}, {self.high:g}{hi}"
 
 
+@dataclass(frozen=True)
+class OffOrRange(Range):
+    """0 (off), or a value in the range: a count of resamples, say, which has a floor of its own."""
+
+    def problem(self, value: float) -> str | None:
+        if value == 0:
+            return None
+        reason = super().problem(value)
+        return f"{reason} (or 0: none)" if reason else None
+
+
 # The ranges the fields below use. Sizes, widths and counts of things a run needs are >= 1.
 AtLeastOne = Annotated[int, Range(1)]
 NonNegativeInt = Annotated[int, Range(0)]
@@ -212,7 +223,9 @@ class EvalConfig:
     frames_per_video: AtLeastOne = 32
     tta_flip: bool = True
     batch_size: AtLeastOne = 64
-    bootstrap: NonNegativeInt = 1000  # resamples of videos for the 95 % confidence intervals
+    # resamples of video families for each evaluation's 95 % intervals (0: none; fewer than 100 leave
+    # the interval's ends to a handful of draws)
+    bootstrap: Annotated[int, OffOrRange(100)] = 1000
     select_on: Literal["video_auc", "frame_auc", "loss"] = "video_auc"  # best checkpoint, on val only
 
 
@@ -240,6 +253,10 @@ class NotebooksConfig:
     ablation_variants: tuple[VariantName, ...] = tuple(VARIANTS)
     ablation_seeds: tuple[int, ...] = (0, 1, 2)
     ablation_beta: Fraction = 0.5  # the full model is also scored with this beta (mask evidence)
+    # Resamples of every paired test and interval in the notebooks' tables (fbifpn.stats): the
+    # floor of a permutation p is 1/(n+1), and near 0.05 its Monte-Carlo error is about
+    # sqrt(0.05 * 0.95 / n), 0.002 at 9999
+    paired_resamples: Annotated[int, Range(100)] = 9999
     # Notebook 04: FF++ methods held out of training in turn (empty: not run, said so), and the
     # compression levels the c23 model is tested on.
     cross_manipulation: tuple[str, ...] = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fbifpn import atomic, metrics
+from fbifpn.comparisons import takeaway, verdict_rows
 from fbifpn.config import Config, with_overrides
 from fbifpn.data.sources.ffpp import METHODS
 from fbifpn.metrics import Protocol
@@ -105,8 +106,33 @@ def evaluated(
             and report.get("beta") == beta
             and report.get("split", "test") == split  # reports before splits were recorded: test
         ):
-            return report
+            return report if "ci_unit" in report["metrics"]["video"] else with_families(report, out)
     return evaluate_checkpoint(checkpoint, manifest, out, split=split, beta=beta, progress=progress)
+
+
+def with_families(report: dict, folder: Path) -> dict:
+    """A saved evaluation made before scores carried video families, with each video's family
+    (from the manifest it was made from) added to its scores.csv and its metrics recomputed from
+    them: the same scores, intervals that resample families. Saved again, so it happens once."""
+    from fbifpn.comparisons import manifest_families
+
+    folder = Path(folder)
+    frames = pd.read_csv(folder / "scores.csv", dtype={"family": str})
+    if "family" not in frames.columns:
+        families = frames["video_id"].map(manifest_families(folder / "scores.csv"))
+        frames.insert(frames.columns.get_loc("video_id") + 1, "family", families.fillna(frames["video_id"]))
+    config = report["config"]
+    report = report | {
+        "metrics": metrics.evaluate_scores(
+            frames,
+            threshold=report.get("threshold_from_val"),
+            bootstrap=config["eval"]["bootstrap"],
+            seed=config["train"]["seed"],
+        )
+    }
+    atomic.write_csv(frames, folder / "scores.csv")
+    atomic.write_text(folder / "metrics.json", json.dumps(report, indent=1))
+    return report
 
 
 def beta_of(checkpoint: Path, beta: float | None = None) -> float:
@@ -198,6 +224,7 @@ def ablation(
                 run_cfg = with_overrides(cfg, {"model.variant": variant, "train.seed": seed})
                 checkpoint = trained(run_cfg, run, progress, "03_ablations").best_checkpoint
             weights = level_weights(checkpoint)
+            steps = int(learning_curve(Path(checkpoint).parent)["step"].iloc[-1])  # always validated
             mixed = variant == "full" and book.ablation_beta > 0
             reports = {}
             for name, manifest in test_sets.items():
@@ -211,6 +238,7 @@ def ablation(
                     {
                         "variant": label,
                         "seed": seed,
+                        "steps": steps,
                         "test": name,
                         **metrics_row(report),
                         "level_weights": weights,
@@ -261,6 +289,7 @@ def summarise(rows: pd.DataFrame, by: tuple[str, ...] = ("variant", "test")) -> 
         video_auc_sd=("video_auc", lambda s: float(np.std(s, ddof=1)) if len(s) > 1 else float("nan")),
         ci_low=("ci_low", "mean"),
         ci_high=("ci_high", "mean"),
+        **({"ci_unit": ("ci_unit", "first")} if "ci_unit" in rows.columns else {}),
         video_ap=("video_ap", "mean"),
         frame_auc=("frame_auc", "mean"),
         videos=("videos", "first"),
@@ -269,116 +298,9 @@ def summarise(rows: pd.DataFrame, by: tuple[str, ...] = ("variant", "test")) -> 
     return out.reset_index()
 
 
-def run_videos(row) -> pd.DataFrame:
-    """The per-video scores behind one row of `ablation`: its scores.csv, rescored with its beta."""
-    frames = pd.read_csv(row["scores"])
-    beta = float(row.get("beta") or 0.0)
-    if beta:
-        frames["score"] = (1 - beta) * frames["score"] + beta * frames["mask_score"]
-    return metrics.video_scores(frames)
-
-
-def _seed_mean(runs: list[pd.DataFrame]) -> pd.DataFrame:
-    """Each video's score averaged over runs (seeds): a seed ensemble."""
-    return (
-        pd.concat(runs)
-        .groupby("video_id", as_index=False)
-        .agg(score=("score", "mean"), label=("label", "first"))
-    )
-
-
-def _delta(reference: pd.DataFrame, other: pd.DataFrame, n_resamples: int, seed: int) -> dict:
-    both = reference.merge(other, on="video_id", suffixes=("_ref", ""), validate="one_to_one")
-    if len(both) != len(reference) or len(both) != len(other):
-        raise ValueError("paired comparison: the two runs were not tested on the same videos")
-    return metrics.compare_auc(
-        both["label"], both["score"], both["score_ref"], n_resamples=n_resamples, seed=seed
-    )
-
-
-def paired(
-    rows: pd.DataFrame, reference: str = "full", n_resamples: int = 2000, seed: int = 0
-) -> pd.DataFrame:
-    """Each variant against `reference` on the same test videos: delta = AUC(variant) - AUC(reference),
-    its 95 % paired bootstrap interval and a paired permutation p (`metrics.compare_auc`). One row per
-    seed, and with several seeds a "pooled" row: each video's score averaged over the seeds (a seed
-    ensemble of either model), then one paired test over the videos."""
-    out = []
-    for test, of_test in rows.groupby("test", sort=False):
-        ref_rows = of_test[of_test["variant"] == reference]
-        ref = {r["seed"]: run_videos(r) for _, r in ref_rows.iterrows()}
-        for variant, of_variant in of_test[of_test["variant"] != reference].groupby("variant", sort=False):
-            runs = {r["seed"]: run_videos(r) for _, r in of_variant.iterrows() if r["seed"] in ref}
-            for s, videos in runs.items():
-                out.append(
-                    {
-                        "variant": variant,
-                        "test": test,
-                        "seeds": str(s),
-                        **_delta(ref[s], videos, n_resamples, seed),
-                    }
-                )
-            if len(runs) > 1:
-                seeds = sorted(runs)
-                out.append(
-                    {
-                        "variant": variant,
-                        "test": test,
-                        "seeds": ",".join(map(str, seeds)) + " pooled",
-                        **_delta(
-                            _seed_mean([ref[k] for k in seeds]),
-                            _seed_mean([runs[k] for k in seeds]),
-                            n_resamples,
-                            seed,
-                        ),
-                    }
-                )
-    frame = pd.DataFrame(out)
-    if not frame.empty:
-        frame["verdict"] = np.where(frame["p"] < 0.05, "significant at 0.05", "not significant")
-    return frame
-
-
-def takeaway(row, reference: str = "full") -> str:
-    """One line a reader can quote: 'no_attention - full on synth-cdf: -0.021 [-0.060, +0.015],
-    p = 0.27, not significant (seed 0)'."""
-    seeds = row["seeds"] if "pooled" in str(row["seeds"]) else f"seed {row['seeds']}"
-    return (
-        f"{row['variant']} - {reference} on {row['test']}: {row['delta']:+.3f} "
-        f"[{row['low']:+.3f}, {row['high']:+.3f}], p = {row['p']:.3f}, {row['verdict']} ({seeds})"
-    )
-
-
-def paired_table(frame: pd.DataFrame, cfg: Config, reference: str = "full") -> str:
-    """`paired` as Markdown, with the protocol it was made under."""
-    from fbifpn.engine.evaluate import describe_training
-
-    protocol = Protocol(
-        train_data=describe_training(cfg),
-        test_data=", ".join(frame["test"].unique()) + " [test splits]",
-        compression="as in the ablation table",
-        level="video (mean of frame scores, max over faces)",
-        selection=(
-            f"best validation {cfg.eval.select_on} of each run; delta = AUC(variant) - AUC({reference}) "
-            "on the same videos; 95 % paired bootstrap (BCa, reals and fakes resampled separately); p: "
-            "two-sided paired permutation test; pooled: scores averaged over seeds per video"
-        ),
-    )
-    table = pd.DataFrame(
-        {
-            "variant": frame["variant"],
-            "test": frame["test"],
-            "seeds": frame["seeds"],
-            f"ΔAUC vs {reference}": frame["delta"],
-            "95 % CI": [
-                f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(frame["low"], frame["high"], strict=True)
-            ],
-            "p": frame["p"],
-            "verdict": frame["verdict"],
-            "videos": frame["n"],
-        }
-    )
-    return _markdown(table, protocol)
+def _ci_unit(summary: pd.DataFrame) -> str:
+    units = set(summary.get("ci_unit", pd.Series(["video"])).dropna())
+    return "test families" if units == {"family"} else "test videos"
 
 
 def _ci(row) -> str:
@@ -402,8 +324,9 @@ def ablation_table(summary: pd.DataFrame, cfg: Config) -> str:
         selection=(
             f"best validation {cfg.eval.select_on} of each run; every variant with notebook 02's budget "
             f"({cfg.train.epochs} epochs, batch {cfg.train.batch_size}); seeds "
-            f"{', '.join(map(str, cfg.notebooks.ablation_seeds))}; CI: 95 % bootstrap over test videos, "
-            "mean over seeds; sd: across seeds"
+            f"{', '.join(map(str, cfg.notebooks.ablation_seeds))}; CI: 95 % BCa bootstrap over "
+            f"{_ci_unit(summary)} ({cfg.notebooks.paired_resamples} resamples), mean over seeds; sd: "
+            "across seeds; a variant's own interval is not a test against another (see the paired table)"
         ),
     )
     table = pd.DataFrame(
@@ -425,13 +348,13 @@ def ablation_table(summary: pd.DataFrame, cfg: Config) -> str:
 def cross_dataset_table(reports: dict[str, dict]) -> str:
     """One row per test set (frame and video AUC / AP), as Markdown with its protocol."""
     rows = protocol_rows(reports)
-    first = next(iter(reports.values()))["protocol"]
+    first = next(iter(reports.values()))
     protocol = Protocol(
-        train_data=first["train_data"],
+        train_data=first["protocol"]["train_data"],
         test_data=", ".join(rows["test"]) + " [test splits]",
         compression="; ".join(f"{t}: {c}" for t, c in zip(rows["test"], rows["compression"], strict=True)),
         level="frame and video (video = mean of frame scores, max over faces)",
-        selection=first["selection"],
+        selection=f"{first['protocol']['selection']}; CI: {interval_unit(first)}",
     )
     table = pd.DataFrame(
         {
@@ -694,8 +617,8 @@ def goals(
 ) -> list[str]:
     """The goals as sentences computed from the tables: the in-domain video AUC under dataset-fake
     training against `target` (met only when the 95 % interval's lower end reaches it); every SBI
-    run's held-out AUCs; and whether `full` beats `backbone_only` on each other test set (the pooled
-    row when there are several seeds). A protocol that was not run says so."""
+    run's held-out AUCs; and whether `full` beats `backbone_only` on each other test set (its
+    verdict rows: seed-level when there are several seeds). A protocol that was not run says so."""
     home = protocols.attrs.get("home", cfg.data.dataset)
     tests = [t for t in protocols.attrs.get("test_sets", []) if t != home]
     kind = "synthetic, " if all(t.startswith("synth-") for t in [home, *tests]) else ""
@@ -728,12 +651,18 @@ def goals(
     if central is None or central.empty:
         lines.append("full against backbone_only: not run in this profile")
         return lines
+    verdicts = verdict_rows(central)
     for test in tests:
-        of_test = central[central["test"] == test]
-        pooled = of_test[of_test["seeds"].astype(str).str.contains("pooled")]
-        for _, row in (pooled if not pooled.empty else of_test).iterrows():
+        for _, row in verdicts[verdicts["test"] == test].iterrows():
             lines.append(takeaway(row, "backbone_only"))
     return lines
+
+
+def interval_unit(report: dict) -> str:
+    """How an evaluation's 95 % AUC interval was made, for a table's protocol line."""
+    unit = report["metrics"]["video"].get("ci_unit", "video")
+    what = "test families" if unit == "family" else "test videos"
+    return f"95 % BCa bootstrap over {what}, {report['config']['eval']['bootstrap']} resamples"
 
 
 def protocol_rows(reports: dict[str, dict]) -> pd.DataFrame:

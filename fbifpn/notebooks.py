@@ -215,6 +215,17 @@ def headlines(out: Path) -> list[str]:
         )
         lines.append("ablations, video AUC (mean over seeds):")
         lines += ["  " + line for line in table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()]
+    paired = out / "03_paired.csv"
+    if paired.is_file() and "p_holm" in (rows := pd.read_csv(paired)):
+        from fbifpn.comparisons import verdict_rows
+
+        verdicts = verdict_rows(rows)
+        lines.append(f"ablations, paired against full ({verdicts['level'].iloc[0]}, Holm over each table):")
+        for r in verdicts.to_dict("records"):
+            lines.append(
+                f"  {r['variant']:<16} {r['test']:<11} {r['delta']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}], "
+                f"Holm p = {r['p_holm']:.3f}, {r['verdict']}"
+            )
     robust = out / "07_robustness.csv"
     if robust.is_file() and "delta" in (rows := pd.read_csv(robust)):
         models = list(rows.columns[2 : list(rows.columns).index("delta")])
@@ -223,7 +234,7 @@ def headlines(out: Path) -> list[str]:
             aucs = ", ".join(f"{m} {r[m]:.3f}" for m in models)
             lines.append(
                 f"  {r['perturbation']:<12} {aucs}: {r['delta']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}], "
-                f"p = {r['p']:.3f}, {r['verdict']}"
+                f"p = {r['p']:.3f} (Holm {r.get('p_holm', float('nan')):.3f}), {r['verdict']}"
             )
     calibration = out / "07_calibration.csv"
     if calibration.is_file():

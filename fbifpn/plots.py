@@ -74,6 +74,58 @@ def ablation_bars(summary):
     return fig
 
 
+def paired_forest(paired, reference: str = "full"):
+    """The paired test of each variant against `reference`, one panel per test set (a forest
+    plot): the verdict row's delta AUC with its 95 % interval (seed-level where there are several
+    seeds) and each seed's own delta as a dot, so a reader sees the spread a pooled bar would hide."""
+    import matplotlib.pyplot as plt
+
+    from fbifpn.comparisons import ONE_SEED, verdict_rows
+
+    verdicts = verdict_rows(paired)
+    per_seed = paired[paired["level"] == ONE_SEED]
+    tests = list(dict.fromkeys(paired["test"]))
+    variants = list(dict.fromkeys(paired["variant"]))
+    fig, axes = plt.subplots(
+        1,
+        len(tests),
+        figsize=(1.6 + 2.6 * len(tests), 0.9 + 0.45 * len(variants)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
+    across = (verdicts["level"] != ONE_SEED).any()
+    for ax, test in zip(axes[0], tests, strict=True):
+        rows = verdicts[verdicts["test"] == test].set_index("variant").reindex(variants)
+        y = range(len(variants))
+        ax.axvline(0, color="0.6", lw=0.8, zorder=0)
+        ax.errorbar(
+            rows["delta"],
+            y,
+            xerr=[rows["delta"] - rows["low"], rows["high"] - rows["delta"]],
+            fmt="o",
+            color="C0",
+            capsize=3,
+            label=f"{'across seeds' if across else 'one seed'}, 95 % CI",
+        )
+        for i, variant in enumerate(variants):
+            dots = per_seed[(per_seed["test"] == test) & (per_seed["variant"] == variant)]
+            if across:
+                label = "each seed" if i == 0 else None
+                ax.scatter(dots["delta"], [i + 0.18] * len(dots), s=14, color="C1", label=label)
+            significant = str(rows.loc[variant, "verdict"]).startswith("significant")
+            if significant:
+                ax.annotate("*", (rows.loc[variant, "high"], i), xytext=(4, -4), textcoords="offset points")
+        ax.set(title=test, xlabel=f"ΔAUC vs {reference}")
+        ax.set_yticks(list(y))
+        ax.set_yticklabels(variants)
+    axes[0][0].invert_yaxis()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
 def level_weight_bars(rows):
     """The learned level weights v_l (P2 = stride 4 first) of each trained variant and seed."""
     import matplotlib.pyplot as plt

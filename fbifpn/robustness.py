@@ -157,6 +157,7 @@ def robustness(
     videos = chosen_videos(table, book.robustness_videos, cfg.train.seed)
     frames = book.robustness_frames or cfg.eval.frames_per_video
     subset = table[table["video_id"].isin(videos)]
+    families = subset.drop_duplicates("video_id").set_index("video_id")["family"]
     device = resolve_device(cfg.train.device)
     loaded: dict[str, tuple] = {}
     rows = []
@@ -216,7 +217,7 @@ def robustness(
                 scores = pd.concat(parts[name], ignore_index=True)
                 scores = scores.drop_duplicates(["video_id", "frame_idx", "face_idx"])
                 _, model_cfg, saved = loaded[name]
-                reports[name] = _report(scores, settings, saved, model_cfg, frames)
+                reports[name] = _report(scores, settings, saved, model_cfg, frames, families)
                 atomic.write_csv(scores, folder / "scores.csv")
                 atomic.write_text(folder / "metrics.json", json.dumps(reports[name], indent=1))
         for name, report in reports.items():
@@ -224,6 +225,8 @@ def robustness(
             rows.append(
                 {
                     "model": name,
+                    "checkpoint": str(models[name]),
+                    "test": test,
                     "kind": kind,
                     "level": level,
                     "parameter": report["settings"]["parameter"],
@@ -252,7 +255,9 @@ def _loader(dataset: FrameDataset, cfg: Config):
     )
 
 
-def _report(scores: pd.DataFrame, settings: dict, saved: dict, model_cfg: Config, frames: int) -> dict:
+def _report(
+    scores: pd.DataFrame, settings: dict, saved: dict, model_cfg: Config, frames: int, families: pd.Series
+) -> dict:
     from fbifpn.engine.evaluate import describe_training
     from fbifpn.provenance import git_commit
 
@@ -261,7 +266,13 @@ def _report(scores: pd.DataFrame, settings: dict, saved: dict, model_cfg: Config
     videos = metrics.video_scores(scores)
     video = metrics.summary(videos["label"], videos["score"], threshold)
     # AUC's interval only: AP's bootstrap calls scikit-learn once per resample, seconds per condition
-    video["auc_ci95"] = metrics.bootstrap_ci(videos, n=model_cfg.eval.bootstrap, seed=model_cfg.train.seed)
+    video["auc_ci95"] = metrics.bootstrap_ci(
+        videos,
+        n=model_cfg.eval.bootstrap,
+        seed=model_cfg.train.seed,
+        families=videos["video_id"].map(families),
+    )
+    video["ci_unit"] = "family"
     return {
         "settings": settings,
         "metrics": {
@@ -278,63 +289,111 @@ def _report(scores: pd.DataFrame, settings: dict, saved: dict, model_cfg: Config
     }
 
 
-def video_matrix(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The labels of the videos and their scores under each of `rows`' conditions: (conditions,
-    videos), videos in one order for all; an error when the conditions were scored on other videos."""
-    tables = [metrics.video_scores(pd.read_csv(path)).set_index("video_id") for path in rows["scores"]]
+def robustness_scores(
+    rows: pd.DataFrame, families: dict[str, str], runs_root: Path | None = None
+) -> pd.DataFrame:
+    """The per-video scores behind `robustness`'s rows: comparisons.SCORE_COLUMNS with the model as
+    `variant`, plus each row's perturbation `kind` and `level`. `families` maps each video id to
+    its family (from the test manifest)."""
+    from fbifpn.comparisons import SCORE_COLUMNS, _relative
+    from fbifpn.engine import checkpoint as ckpt
+
+    parts = []
+    for row in rows.to_dict("records"):
+        videos = metrics.video_scores(pd.read_csv(row["scores"]))
+        checkpoint = Path(row["checkpoint"])
+        saved = ckpt.load(checkpoint)
+        parts.append(
+            videos.assign(
+                run=_relative(checkpoint.parent, runs_root),
+                variant=row["model"],
+                seed=int(saved["config"]["train"]["seed"]),
+                steps=int(saved.get("step", -1)),
+                test=row["test"],
+                family=videos["video_id"].map(families).fillna(videos["video_id"]),
+                kind=row["kind"],
+                level=int(row["level"]),
+            )[[*SCORE_COLUMNS, "kind", "level"]]
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def video_matrix(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The labels and families of one model's videos and its scores under each of its conditions
+    (conditions, videos), in (kind, level) order, videos in one order for all; an error when the
+    conditions were scored on other videos."""
+    tables = [g.set_index("video_id").sort_index() for _, g in scores.groupby(["kind", "level"], sort=True)]
     ids = tables[0].index
-    for path, other in zip(rows["scores"], tables, strict=True):
+    for condition, other in zip(scores.groupby(["kind", "level"], sort=True).groups, tables, strict=True):
         if not other.index.equals(ids):
-            raise ValueError(f"{path}: scored on other videos than {rows['scores'].iloc[0]}")
-    return tables[0]["label"].to_numpy(), np.stack([t["score"].to_numpy() for t in tables])
+            raise ValueError(
+                f"robustness: {condition} was scored on other videos than {tables[0]['kind'].iloc[0]}"
+            )
+    first = tables[0]
+    return (
+        first["label"].to_numpy(int),
+        first["family"].to_numpy(),
+        np.stack([t["score"].to_numpy(float) for t in tables]),
+    )
 
 
 def paired_robustness(
-    rows: pd.DataFrame, model: str, reference: str, n_resamples: int = 1000, seed: int = 0
+    scores: pd.DataFrame, model: str, reference: str, n_resamples: int = 9999, seed: int = 0
 ) -> pd.DataFrame:
     """Per perturbation type, and over every perturbed condition ("all"), the mean video AUC over its
     levels of `model` and of `reference`, and their paired difference on the same videos
-    (`metrics.compare_auc` over levels x videos); clean first, as the one-condition baseline."""
+    (`stats.compare_auc` over levels x videos, resampling families and swapping the models on whole
+    families under every level at once); clean first, as the one-condition baseline. `scores` is
+    `robustness_scores`' table. The rows are one family of tests, adjusted together by Holm."""
+    from fbifpn import stats
+    from fbifpn.comparisons import adjust
+
+    stats.check_resamples(n_resamples)
     out = []
-    perturbed = rows[rows["kind"] != "clean"]
-    groups = [("clean", rows[rows["kind"] == "clean"])]
+    perturbed = scores[scores["kind"] != "clean"]
+    groups = [("clean", scores[scores["kind"] == "clean"])]
     groups += [(kind, g) for kind, g in perturbed.groupby("kind", sort=False)]
     groups += [("all", perturbed)]
     for kind, group in groups:
-        a = group[group["model"] == model].sort_values(["kind", "level"])
-        b = group[group["model"] == reference].sort_values(["kind", "level"])
+        a, b = group[group["variant"] == model], group[group["variant"] == reference]
         if a.empty or b.empty:
             continue
-        if a[["kind", "level"]].values.tolist() != b[["kind", "level"]].values.tolist():
+        conditions_a = sorted(set(zip(a["kind"], a["level"], strict=True)))
+        if conditions_a != sorted(set(zip(b["kind"], b["level"], strict=True))):
             raise ValueError(f"robustness: {model} and {reference} were not scored under the same conditions")
-        labels, scores_a = video_matrix(a)
-        labels_b, scores_b = video_matrix(b)
-        if not np.array_equal(labels, labels_b):
+        labels, families, scores_a = video_matrix(a)
+        labels_b, _, scores_b = video_matrix(b)
+        if not (np.array_equal(labels, labels_b) and len(labels) == scores_b.shape[-1]):
             raise ValueError(f"robustness: {model} and {reference} were not scored on the same videos")
-        test = metrics.compare_auc(labels, scores_a, scores_b, n_resamples=n_resamples, seed=seed)
+        test = stats.compare_auc(
+            labels, scores_a, scores_b, families=families, n_resamples=n_resamples, seed=seed
+        )
         out.append(
             {
                 "perturbation": kind,
-                "levels": ",".join(str(v) for v in a["level"].unique())
+                "levels": ",".join(str(v) for v in sorted(a["level"].unique()))
                 if kind != "all"
-                else f"{len(a)} conditions",
-                model: a["video_auc"].mean(),
-                reference: b["video_auc"].mean(),
+                else f"{len(conditions_a)} conditions",
+                model: float(np.mean([stats.rank_auc(labels, x) for x in scores_a])),
+                reference: float(np.mean([stats.rank_auc(labels, x) for x in scores_b])),
                 "delta": test["delta"],
                 "low": test["low"],
                 "high": test["high"],
                 "p": test["p"],
-                "verdict": "significant at 0.05" if test["p"] < 0.05 else "not significant",
+                "agree": test["agree"],
+                "unit": test["unit"],
+                "units": test["units"],
                 "videos": test["n"],
             }
         )
-    return pd.DataFrame(out)
+    return adjust(pd.DataFrame(out), n_resamples)
 
 
 def robustness_table(
     paired: pd.DataFrame, model: str, reference: str, rows: pd.DataFrame, cfg: Config
 ) -> str:
     """`paired_robustness` as Markdown, with the protocol it was made under."""
+    from fbifpn import stats
     from fbifpn.engine.evaluate import describe_training
 
     book = cfg.notebooks
@@ -346,9 +405,12 @@ def robustness_table(
         compression="as prepared, then each perturbation",
         level="video (mean of frame scores, max over faces); AUC averaged over the levels of each type",
         selection=(
-            f"best validation {cfg.eval.select_on} of each run; delta = mean AUC({model}) - mean "
-            f"AUC({reference}) on the same videos; 95 % paired bootstrap over videos; p: paired "
-            "permutation test (a video's scores swapped under every level at once)"
+            f"best validation {cfg.eval.select_on} of each run; one seed of each model: a difference "
+            f"between two trained networks; delta = mean AUC({model}) - mean AUC({reference}) on the "
+            f"same videos ({_units(paired)}); 95 % paired BCa bootstrap over families; p: paired "
+            "permutation test swapping the models on whole families under every level at once "
+            f"({int(paired['n_resamples'].iloc[0])} resamples each); Holm over the {len(paired)} rows, "
+            "the verdict reads the adjusted p"
         ),
     )
     table = pd.DataFrame(
@@ -361,8 +423,18 @@ def robustness_table(
             "95 % CI": [
                 f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(paired["low"], paired["high"], strict=True)
             ],
-            "p": paired["p"],
-            "verdict": paired["verdict"],
+            "p": [stats.format_p(p, int(n)) for p, n in zip(paired["p"], paired["n_resamples"], strict=True)],
+            "p (Holm)": [stats.format_p(p) for p in paired["p_holm"]],
+            "verdict": [
+                v + (f"; {n}" if n else "") for v, n in zip(paired["verdict"], paired["note"], strict=True)
+            ],
         }
     )
     return metrics.table(table.to_dict("records"), protocol, list(table.columns), digits=3)
+
+
+def _units(paired: pd.DataFrame) -> str:
+    row = paired.iloc[0]
+    if row["unit"] == "video":
+        return f"{row['videos']} videos, each its own family"
+    return f"{row['units']} families of {row['videos']} videos"

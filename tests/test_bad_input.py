@@ -82,6 +82,12 @@ ROWS = [
     (["info", "--profile", "{d}/syntax.yaml"], 2, "syntax.yaml"),
     (["info", "--profile", "smoke", "--set", "data.image_size=-5"], 2, "data.image_size"),
     (["info", "--profile", "smoke", "--set", "model.neck.width=0"], 2, "model.neck.width"),
+    (["info", "--profile", "smoke", "--set", "eval.bootstrap=50"], 2, "eval.bootstrap: 50 is out of range"),
+    (
+        ["info", "--profile", "smoke", "--set", "notebooks.paired_resamples=99"],
+        2,
+        "notebooks.paired_resamples",
+    ),
     (["train", "--profile", "smoke", "--set", "train.epochs=0", "--run-dir", "{d}/r"], 2, "train.epochs"),
     (["train", "--profile", "smoke", "--set", "train.batch_size=0", "--run-dir", "{d}/r"], 2, "batch_size"),
     (["train", "--profile", "smoke", "--set", "train.log_every=0", "--run-dir", "{d}/r"], 2, "log_every"),

@@ -152,7 +152,7 @@ def test_resume_names_every_key_that_changes_the_training(smoke_manifest, tmp_pa
 
 def test_resume_accepts_keys_that_do_not_change_the_training(smoke_manifest, tmp_path):
     fit(load_config("smoke", SHORT), smoke_manifest, tmp_path / "run", progress=False)
-    harmless = ["train.log_every=1", "eval.bootstrap=10", "notebooks.gradcam_frames=2", "profile=other"]
+    harmless = ["train.log_every=1", "eval.bootstrap=200", "notebooks.gradcam_frames=2", "profile=other"]
     result = fit(
         load_config("smoke", [*SHORT, *harmless]),
         smoke_manifest,

@@ -5,6 +5,8 @@ import json
 import math
 import os
 import shutil
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -250,79 +252,89 @@ def _scores_csv(path, labels, scores, mask=None):
     return str(path)
 
 
-def test_paired_rows_per_seed_and_pooled(tmp_path):
-    from fbifpn.experiments import paired, paired_table, takeaway
+def _run_row(tmp_path, variant: str, seed: int, labels, scores, families=None) -> dict:
+    path = _scores_csv(tmp_path / f"{variant}-seed{seed}" / "eval-t" / "scores.csv", labels, scores)
+    if families is not None:
+        frame = pd.read_csv(path).assign(family=families)
+        frame.to_csv(path, index=False)
+    checkpoint = str(tmp_path / f"{variant}-seed{seed}" / "best.pt")
+    return {"variant": variant, "seed": seed, "steps": 45, "test": "t", "beta": 0.0, "scores": path} | {
+        "checkpoint": checkpoint
+    }
+
+
+def test_paired_rows_per_seed_and_across_seeds(tmp_path):
+    from fbifpn.comparisons import ACROSS_SEEDS, SCORE_COLUMNS, paired, paired_table, run_scores, takeaway
 
     rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], 60)
+    labels = np.tile([0, 1, 1], 40)
+    families = np.repeat([f"synth-ff/{i:03d}" for i in range(40)], 3)
     rows = []
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         good = labels + rng.normal(0, 0.4, 120)
-        rows.append(
-            {
-                "variant": "full",
-                "seed": seed,
-                "test": "t",
-                "beta": 0.0,
-                "scores": _scores_csv(tmp_path / f"full{seed}.csv", labels, good),
-            }
-        )
-        rows.append(
-            {
-                "variant": "same",
-                "seed": seed,
-                "test": "t",
-                "beta": 0.0,
-                "scores": _scores_csv(tmp_path / f"same{seed}.csv", labels, good),
-            }
-        )
-        bad = labels + rng.normal(0, 3.0, 120)
-        rows.append(
-            {
-                "variant": "worse",
-                "seed": seed,
-                "test": "t",
-                "beta": 0.0,
-                "scores": _scores_csv(tmp_path / f"worse{seed}.csv", labels, bad),
-            }
-        )
-    out = paired(pd.DataFrame(rows), n_resamples=500).set_index(["variant", "seeds"])
-    assert list(out.index) == [(v, s) for v in ("same", "worse") for s in ("0", "1", "0,1 pooled")]
+        rows.append(_run_row(tmp_path, "full", seed, labels, good, families))
+        rows.append(_run_row(tmp_path, "same", seed, labels, good, families))
+        rows.append(_run_row(tmp_path, "worse", seed, labels, labels + rng.normal(0, 3.0, 120), families))
+    scores = run_scores(pd.DataFrame(rows), runs_root=tmp_path)
+    assert list(scores.columns) == SCORE_COLUMNS and len(scores) == 9 * 120
+    assert set(scores["run"]) == {f"{v}-seed{s}" for v in ("full", "same", "worse") for s in (0, 1, 2)}
+    out = paired(scores, n_resamples=500).set_index(["variant", "seeds"])
+    assert list(out.index) == [(v, s) for v in ("same", "worse") for s in ("0", "1", "2", "0,1,2")]
     assert (out.loc["same", "delta"] == 0).all() and (out.loc["same", "p"] == 1).all()
-    assert (out.loc["same", "verdict"] == "not significant").all()
+    assert (out.loc["same", "verdict"].isin(["not significant", "per seed: no verdict"])).all()
     worse = out.loc[("worse", "0")]
-    assert worse["delta"] < 0 and worse["p"] < 0.01 and worse["verdict"] == "significant at 0.05"
-    assert worse["n"] == 120
-    line = takeaway(out.reset_index().iloc[3])
-    assert line.startswith("worse - full on t: -0.") and "significant at 0.05 (seed 0)" in line
+    assert worse["delta"] < 0 and worse["p"] < 0.01 and worse["verdict"] == "per seed: no verdict"
+    assert worse["unit"] == "family" and worse["units"] == 40 and worse["videos"] == 120
+    across = out.loc[("worse", "0,1,2")]
+    assert across["level"] == ACROSS_SEEDS and across["p_holm"] == pytest.approx(min(1, 2 * across["p"]))
+    assert across["verdict"] == "significant at 0.05 (Holm over 2 rows)" and across["holm_rows"] == 2
+    line = takeaway(out.reset_index().iloc[7])
+    assert line.startswith("worse - full on t: -0.") and "(seeds 0,1,2)" in line
     table = paired_table(out.reset_index(), load_config("smoke"))
-    assert "ΔAUC vs full" in table and "| worse | t | 0,1 pooled |" in table
+    assert (
+        "ΔAUC vs full" in table and "| worse | t | 0,1,2 |" in table and "40 families of 120 videos" in table
+    )
+    assert "p (Holm)" in table
+
+
+def test_one_seed_rows_carry_the_verdict_and_old_scores_get_the_manifest_families(tmp_path):
+    from fbifpn.comparisons import paired, run_scores
+
+    labels = np.tile([0, 1], 30)
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame(
+        [
+            _run_row(tmp_path, "full", 0, labels, labels + rng.normal(0, 0.5, 60)),
+            _run_row(tmp_path, "x", 0, labels, labels + rng.normal(0, 0.5, 60)),
+        ]
+    )
+    manifest = tmp_path / "manifest.csv"
+    ids = [f"synth-ff/v{i:03d}" for i in range(60)]
+    pd.DataFrame({"video_id": ids, "family": [f"s{i // 2}" for i in range(60)]}).to_csv(manifest, index=False)
+    for path in rows["scores"]:  # scores made before they carried families: the manifest has them
+        frame = pd.read_csv(path).assign(video_id=ids)
+        frame.to_csv(path, index=False)
+        (Path(path).parent / "metrics.json").write_text(json.dumps({"manifest": str(tmp_path)}))
+    with mock.patch("fbifpn.data.manifest.load_manifest", return_value=pd.read_csv(manifest)):
+        scores = run_scores(rows)
+    assert scores[scores.variant == "x"].groupby("family").size().eq(2).all()
+    out = paired(scores, n_resamples=200)
+    assert list(out["seeds"]) == ["0"] and out["units"].iloc[0] == 30
+    assert out["verdict"].iloc[0] in {"significant at 0.05", "not significant"}
 
 
 def test_paired_refuses_runs_tested_on_other_videos(tmp_path):
-    from fbifpn.experiments import paired
+    from fbifpn.comparisons import paired, run_scores
 
     labels = np.repeat([0, 1], 10)
     rows = pd.DataFrame(
         [
-            {
-                "variant": "full",
-                "seed": 0,
-                "test": "t",
-                "beta": 0.0,
-                "scores": _scores_csv(tmp_path / "a.csv", labels, labels * 1.0),
-            },
-            {
-                "variant": "x",
-                "seed": 0,
-                "test": "t",
-                "beta": 0.0,
-                "scores": _scores_csv(tmp_path / "b.csv", labels[:-1], labels[:-1] * 1.0),
-            },
+            _run_row(tmp_path, "full", 0, labels, labels * 1.0, np.arange(20)),
+            _run_row(tmp_path, "x", 0, labels[:-1], labels[:-1] * 1.0, np.arange(19)),
         ]
     )
     with pytest.raises(ValueError, match="same videos"):
-        paired(rows, n_resamples=100)
+        paired(run_scores(rows), n_resamples=100)
 
 
 def test_learning_curve_keeps_the_last_record_of_a_step_and_plateau_is_the_first_near_best(tmp_path):

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fbifpn import metrics
+from fbifpn import metrics, stats
 
 
 def test_auc_ap_eer_on_a_hand_computed_case():
@@ -54,8 +54,10 @@ def test_bootstrap_auc_path_is_roc_auc_with_ties():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 60)
     scores = rng.integers(0, 5, 60) / 4  # many ties
-    fakes, reals = scores[labels == 1], scores[labels == 0]
-    assert metrics._auc_of(fakes, reals) == pytest.approx(metrics.auc(labels, scores))
+    assert stats.rank_auc(labels, scores) == pytest.approx(metrics.auc(labels, scores))
+    assert stats.WeightedAUC(labels, scores)(np.ones((1, 60)))[0] == pytest.approx(
+        metrics.auc(labels, scores)
+    )
     ap = metrics.bootstrap_ci(
         pd.DataFrame({"label": labels, "score": scores}), n=200, metric=metrics.average_precision
     )
@@ -66,7 +68,10 @@ def test_compare_auc_identical_scores():
     rng = np.random.default_rng(0)
     labels, scores = np.repeat([0, 1], 50), rng.uniform(size=100)
     out = metrics.compare_auc(labels, scores, scores.copy(), n_resamples=500)
-    assert out == {"delta": 0.0, "low": 0.0, "high": 0.0, "p": 1.0, "n": 100}
+    assert out == {"delta": 0.0, "low": 0.0, "high": 0.0, "p": 1.0, "agree": True, "unit": "video"} | {
+        "units": 100,
+        "n": 100,
+    }
 
 
 def test_compare_auc_a_strictly_better_model_is_significant():
@@ -125,7 +130,7 @@ def test_one_video_of_a_class_has_no_interval():
 
 
 def test_compare_auc_refuses_what_is_not_one_score_per_video():
-    with pytest.raises(ValueError, match="one per video"):
+    with pytest.raises(ValueError, match="differ in length"):
         metrics.compare_auc([0, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2])
     with pytest.raises(ValueError, match="both 0"):
         metrics.compare_auc([1, 1], [0.1, 0.2], [0.3, 0.4])

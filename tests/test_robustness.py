@@ -22,7 +22,7 @@ from fbifpn.data.prep import PrepOptions
 from fbifpn.engine import checkpoint as ckpt
 from fbifpn.experiments import FIGURES_ONLY
 from fbifpn.metrics import auc, compare_auc
-from fbifpn.robustness import PerturbedFrames, chosen_videos, paired_robustness, robustness
+from fbifpn.robustness import PerturbedFrames, chosen_videos, paired_robustness, robustness, robustness_scores
 
 
 def face_like(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -226,7 +226,7 @@ def test_compare_auc_over_conditions_is_the_mean_of_the_per_condition_deltas():
     assert compare_auc(y, np.repeat(a[:1], 4, 0), np.repeat(b[:1], 4, 0), n_resamples=200) == compare_auc(
         y, a[0], b[0], n_resamples=200
     )
-    with pytest.raises(ValueError, match="one per video"):
+    with pytest.raises(ValueError, match="differ in length"):
         compare_auc(y, a, b[:2])
 
 
@@ -346,13 +346,19 @@ def test_figures_only_never_scores(manifest, models, monkeypatch, count_work):
 
 def test_paired_robustness_is_per_type_and_over_all_types(manifest, models):
     rows = robustness(load_config("smoke", ROBUST), models, "smoke-ff", manifest, progress=False)
-    paired = paired_robustness(rows, "a", "b", n_resamples=100)
+    table = load_manifest(manifest).drop_duplicates("video_id").set_index("video_id")["family"]
+    scores = robustness_scores(rows, table.to_dict())
+    assert (
+        len(scores) == len(rows) * 8 and scores.family.nunique() == table[scores.video_id.unique()].nunique()
+    )
+    paired = paired_robustness(scores, "a", "b", n_resamples=100)
     assert list(paired.perturbation) == ["clean", "noise", "video", "all"]
     noise = rows[rows.kind == "noise"]
     expected = noise[noise.model == "a"].video_auc.mean() - noise[noise.model == "b"].video_auc.mean()
     assert paired.set_index("perturbation").loc["noise", "delta"] == pytest.approx(expected)
-    assert set(paired.verdict) <= {"significant at 0.05", "not significant"}
-    assert paired.videos.eq(8).all()
+    assert set(paired.verdict) <= {"significant at 0.05 (Holm over 4 rows)", "not significant"}
+    assert paired.videos.eq(8).all() and paired.unit.eq("family").all()
+    assert (paired.p_holm >= paired.p).all()
 
 
 # --------------------------------------------------------------------------- calibrated eval and detect
