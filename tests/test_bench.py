@@ -275,3 +275,54 @@ def test_the_design_probe_trains_each_option_beside_the_spec(tmp_path, monkeypat
     assert "| spec | 0 |" in text and "| grid | 0 |" in text and "| mean |" not in text
     grid = json.loads((tmp_path / "smoke-design" / "grid" / "full-seed0" / "config.json").read_text())
     assert grid["model"]["heads"]["consistency_on_grid"] is True
+
+
+def _rates(node, path=""):
+    """Every {"rate": ...} entry of a report, with where it sits."""
+    if isinstance(node, dict):
+        if "rate" in node:
+            yield path, node
+        for key, value in node.items():
+            if key != "rate":
+                yield from _rates(value, f"{path}/{key}")
+
+
+def test_compare_auc_calibration_quick_run_writes_every_rate(tmp_path):
+    """benchmarks/compare_auc_calibration.py --quick: the report holds every scenario, setting and
+    rate, each rate a share in [0, 1] with its standard error (rates are checked, never times)."""
+    import subprocess
+
+    script = Path(fbifpn.__file__).parent.parent / "benchmarks" / "compare_auc_calibration.py"
+    out = tmp_path / "calibration.json"
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report) >= {"command", "versions", "cpu", "settings", "scenarios", "wall_s_total"}
+    assert {"numpy", "scipy"} <= set(report["versions"]) and report["settings"]["quick"] is True
+    scenarios = report["scenarios"]
+    assert set(scenarios) == {"clustered", "independent", "seeds"}
+    clustered = scenarios["clustered"]
+    assert clustered["design"]["tau"] == 1.0 and 0 < clustered["truth"]["delta_alt"] < 1
+    assert set(clustered["family_rows_meet_targets"]) == {"type_I", "type_I_interval", "coverage"}
+    for unit in ("family", "video"):
+        rows = clustered["by_unit"][unit]
+        assert {"p_below_0.05", "interval_excludes_0"} <= set(rows["null"]["type_I"])
+        assert "coverage_of_true_delta" in rows["alternative"] and "power" in rows["alternative"]
+    for test in ("compare_auc", "delong"):
+        rows = scenarios["independent"]["tests"][test]
+        assert "p_below_0.05" in rows["null"]["type_I"] and "p_below_0.05" in rows["alternative"]["power"]
+    for seeds in ("3_seeds", "5_seeds"):
+        assert set(scenarios["seeds"][seeds]["type_I"]) == {"over_seeds", "pooled", "naive_bootstrap"}
+    for scenario in ("clustered", "independent"):
+        assert "wall_s" in scenarios[scenario]
+    rates = list(_rates(scenarios))
+    assert len(rates) >= 30
+    for path, entry in rates:
+        assert set(entry) == {"rate", "se", "count", "trials"}, path
+        assert 0 <= entry["rate"] <= 1 and 0 <= entry["se"] <= 0.5, path
+        assert entry["trials"] == 4 and entry["count"] == round(entry["rate"] * 4), path

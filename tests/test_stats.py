@@ -83,6 +83,12 @@ def test_the_permutation_swaps_whole_families():
     assert stats.compare_auc(labels, a, b, n_resamples=500)["p"] < 0.01
 
 
+def test_one_family_has_no_interval_and_a_p_of_1():
+    labels, _, a, b = scenes(n_scenes=1, effect=3.0)
+    out = stats.compare_auc(labels, a, b, families=["one"] * len(labels), n_resamples=200)
+    assert out["p"] == 1.0 and np.isnan(out["low"]) and out["units"] == 1
+
+
 def test_families_that_share_a_difficulty_widen_the_interval():
     labels, families, a, b = scenes(n_scenes=50, shared=2.0, seed=5)
     by_family = stats.compare_auc(labels, a, b, families=families, n_resamples=2000, seed=0)
