@@ -72,7 +72,7 @@ def run_scores(rows: pd.DataFrame, runs_root: Path | str | None = None) -> pd.Da
         videos["family"] = videos["family"].fillna(videos["video_id"])
         parts.append(
             videos.assign(
-                run=_relative(Path(row["checkpoint"]).parent, runs_root),
+                run=relative_run(Path(row["checkpoint"]).parent, runs_root),
                 variant=row["variant"],
                 seed=int(row["seed"]),
                 steps=int(row["steps"]),
@@ -106,7 +106,7 @@ def evaluations_of(runs: pd.DataFrame, runs_root: Path | str | None = None) -> p
     return run_scores(pd.DataFrame(rows), runs_root)
 
 
-def _relative(path: Path, root: Path | str | None) -> str:
+def relative_run(path: Path, root: Path | str | None) -> str:
     try:
         return str(path.resolve().relative_to(Path(root).resolve())) if root else str(path)
     except ValueError:

@@ -295,17 +295,19 @@ def robustness_scores(
     """The per-video scores behind `robustness`'s rows: comparisons.SCORE_COLUMNS with the model as
     `variant`, plus each row's perturbation `kind` and `level`. `families` maps each video id to
     its family (from the test manifest)."""
-    from fbifpn.comparisons import SCORE_COLUMNS, _relative
+    from fbifpn.comparisons import SCORE_COLUMNS, relative_run
     from fbifpn.engine import checkpoint as ckpt
 
-    parts = []
+    parts, trained = [], {}
     for row in rows.to_dict("records"):
         videos = metrics.video_scores(pd.read_csv(row["scores"]))
         checkpoint = Path(row["checkpoint"])
-        saved = ckpt.load(checkpoint)
+        if checkpoint not in trained:  # a checkpoint is read (and its digest checked) once
+            trained[checkpoint] = ckpt.load(checkpoint)
+        saved = trained[checkpoint]
         parts.append(
             videos.assign(
-                run=_relative(checkpoint.parent, runs_root),
+                run=relative_run(checkpoint.parent, runs_root),
                 variant=row["model"],
                 seed=int(saved["config"]["train"]["seed"]),
                 steps=int(saved.get("step", -1)),
