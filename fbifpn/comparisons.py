@@ -39,8 +39,22 @@ def evaluation_videos(scores_csv: Path | str, beta: float = 0.0) -> pd.DataFrame
     if beta:
         frames["score"] = (1 - beta) * frames["score"] + beta * frames["mask_score"]
     videos = metrics.video_scores(frames)
-    if "family" not in videos.columns:
-        videos["family"] = videos["video_id"].map(manifest_families(scores_csv))
+    if "family" in videos.columns:
+        if (missing := videos["family"].isna() | (videos["family"].str.strip() == "")).any():
+            first = videos.loc[missing, "video_id"].iloc[0]
+            raise ValueError(
+                f"{scores_csv}: column family is empty for {int(missing.sum())} videos ({first} first)"
+            )
+        return videos
+    known = manifest_families(scores_csv)
+    videos["family"] = videos["video_id"].map(known)
+    if videos["family"].isna().any() and known:
+        warnings.warn(
+            f"{scores_csv}: {int(videos['family'].isna().sum())} videos are not in the manifest it was "
+            "made from; each is its own family",
+            stacklevel=2,
+        )
+    videos["family"] = videos["family"].fillna(videos["video_id"])
     return videos
 
 
@@ -57,8 +71,6 @@ def manifest_families(scores_csv: Path) -> dict[str, str]:
             f"{scores_csv}: no family for its videos ({e}); each video is its own family", stacklevel=3
         )
         return {}
-    if "family" not in manifest.columns:
-        return {}
     return manifest.drop_duplicates("video_id").set_index("video_id")["family"].astype(str).to_dict()
 
 
@@ -69,7 +81,6 @@ def run_scores(rows: pd.DataFrame, runs_root: Path | str | None = None) -> pd.Da
     parts = []
     for row in rows.to_dict("records"):
         videos = evaluation_videos(row["scores"], float(row.get("beta") or 0.0))
-        videos["family"] = videos["family"].fillna(videos["video_id"])
         parts.append(
             videos.assign(
                 run=relative_run(Path(row["checkpoint"]).parent, runs_root),
@@ -127,28 +138,34 @@ def read_scores(path: Path | str) -> pd.DataFrame:
 
 def aligned(of_variant: pd.DataFrame, of_reference: pd.DataFrame, seeds: list[int]):
     """Labels, families and the (seeds, videos) scores of a variant and its reference, videos in one
-    order; an error naming both runs when a seed's two runs were scored on other videos."""
-    first = None
-    a, b = [], []
-    for s in seeds:
-        x = of_variant[of_variant["seed"] == s].set_index("video_id").sort_index()
-        y = of_reference[of_reference["seed"] == s].set_index("video_id").sort_index()
-        for frame in (x, y):
-            if frame.index.has_duplicates:
-                raise ValueError(f"{frame['run'].iloc[0]}: a video scored twice on {frame['test'].iloc[0]}")
-        reference = first if first is not None else y
-        for frame in (x, y):
-            if not frame.index.equals(reference.index):
+    order; an error naming the run when any run of either was scored on other videos, or gives a
+    video another label or family, than the reference's first seed."""
+    runs = [
+        frame[frame["seed"] == s].set_index("video_id").sort_index()
+        for s in seeds
+        for frame in (of_variant, of_reference)
+    ]
+    first = runs[1]  # the reference's first seed
+    for run in runs:
+        name, test = run["run"].iloc[0], run["test"].iloc[0]
+        if run.index.has_duplicates:
+            raise ValueError(f"{name}: a video scored twice on {test}")
+        if not run.index.equals(first.index):
+            raise ValueError(
+                f"paired comparison on {test}: {name} and {first['run'].iloc[0]} were not scored on "
+                f"the same videos ({len(run)} and {len(first)} videos, "
+                f"{len(run.index.symmetric_difference(first.index))} not in both)"
+            )
+        for column in ("label", "family"):
+            if not run[column].astype(str).equals(first[column].astype(str)):
+                video = run.index[(run[column].astype(str) != first[column].astype(str)).to_numpy()][0]
                 raise ValueError(
-                    f"paired comparison on {y['test'].iloc[0]}: {x['run'].iloc[0]} and "
-                    f"{y['run'].iloc[0]} were not scored on the same videos "
-                    f"({len(x)} and {len(y)} videos, {len(x.index.symmetric_difference(y.index))} "
-                    "not in both)"
+                    f"paired comparison on {test}: {name} gives video {video} another {column} than "
+                    f"{first['run'].iloc[0]}"
                 )
-        first = reference
-        a.append(x["score"].to_numpy(float))
-        b.append(y["score"].to_numpy(float))
-    return first["label"].to_numpy(int), first["family"].to_numpy(), np.stack(a), np.stack(b)
+    a = np.stack([r["score"].to_numpy(float) for r in runs[0::2]])
+    b = np.stack([r["score"].to_numpy(float) for r in runs[1::2]])
+    return first["label"].to_numpy(int), first["family"].to_numpy(), a, b
 
 
 def paired(
@@ -163,6 +180,12 @@ def paired(
         ref = of_test[of_test["variant"] == reference]
         for variant, of_variant in of_test[of_test["variant"] != reference].groupby("variant", sort=False):
             seeds = sorted(set(of_variant["seed"]) & set(ref["seed"]))
+            if dropped := sorted(set(of_variant["seed"]) ^ set(ref["seed"])):
+                warnings.warn(
+                    f"{variant} against {reference} on {test}: seeds {dropped} have no run of both, "
+                    "so they are left out of its rows",
+                    stacklevel=2,
+                )
             if not seeds:
                 continue
             labels, families, a, b = aligned(of_variant, ref, seeds)
@@ -297,7 +320,7 @@ def takeaway(row, reference: str = "full") -> str:
     seeds = f"seeds {row['seeds']}" if row["level"] == ACROSS_SEEDS else f"seed {row['seeds']}"
     return (
         f"{row['variant']} - {reference} on {row['test']}: {row['delta']:+.3f} "
-        f"[{row['low']:+.3f}, {row['high']:+.3f}], p = {stats.format_p(row['p'])} "
+        f"[{row['low']:+.3f}, {row['high']:+.3f}], p = {_p(pd.Series(row))} "
         f"(Holm {stats.format_p(row['p_holm'])}), {row['verdict']} ({seeds})"
     )
 

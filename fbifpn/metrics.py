@@ -79,7 +79,7 @@ def video_scores(frames: pd.DataFrame, score: str = "score") -> pd.DataFrame:
     )
 
 
-def families_of(videos: pd.DataFrame):
+def video_families(videos: pd.DataFrame):
     """The family of each video of a `video_scores` table, or None (each video its own unit) for
     scores made before videos carried a family."""
     return videos["family"].to_numpy() if "family" in videos.columns else None
@@ -120,7 +120,7 @@ def bootstrap_ci(
     def weighted(weights):
         return np.array([_weighted_metric(metric, labels, values, w) for w in weights])
 
-    return stats._bootstrap_interval(units, weighted, n, seed)
+    return stats.bootstrap_interval(units, weighted, n, seed)
 
 
 def _weighted_metric(metric, labels, scores, weights) -> float:
@@ -161,7 +161,7 @@ def evaluate_scores(
     """Frame- and video-level metrics, per-method video AUCs and bootstrap CIs of the video AUC and AP."""
     videos = video_scores(frames, score)
     video = summary(videos["label"], videos[score], threshold)
-    families = families_of(videos)
+    families = video_families(videos)
     video["auc_ci95"] = bootstrap_ci(videos, score, bootstrap, seed, families=families)
     video["ap_ci95"] = bootstrap_ci(
         videos, score, bootstrap, seed, metric=average_precision, families=families

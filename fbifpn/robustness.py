@@ -312,7 +312,7 @@ def robustness_scores(
                 seed=int(saved["config"]["train"]["seed"]),
                 steps=int(saved.get("step", -1)),
                 test=row["test"],
-                family=videos["video_id"].map(families).fillna(videos["video_id"]),
+                family=[_family(families, v, row["scores"]) for v in videos["video_id"]],
                 kind=row["kind"],
                 level=int(row["level"]),
             )[[*SCORE_COLUMNS, "kind", "level"]]
@@ -320,23 +320,23 @@ def robustness_scores(
     return pd.concat(parts, ignore_index=True)
 
 
-def video_matrix(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The labels and families of one model's videos and its scores under each of its conditions
-    (conditions, videos), in (kind, level) order, videos in one order for all; an error when the
-    conditions were scored on other videos."""
-    tables = [g.set_index("video_id").sort_index() for _, g in scores.groupby(["kind", "level"], sort=True)]
-    ids = tables[0].index
-    for condition, other in zip(scores.groupby(["kind", "level"], sort=True).groups, tables, strict=True):
-        if not other.index.equals(ids):
-            raise ValueError(
-                f"robustness: {condition} was scored on other videos than {tables[0]['kind'].iloc[0]}"
-            )
-    first = tables[0]
-    return (
-        first["label"].to_numpy(int),
-        first["family"].to_numpy(),
-        np.stack([t["score"].to_numpy(float) for t in tables]),
-    )
+def _family(families: dict[str, str], video: str, where: str) -> str:
+    if video not in families:
+        raise ValueError(f"{where}: video {video} is not in the test manifest, so it has no family")
+    return families[video]
+
+
+def video_matrix(scores: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """One model's videos (id-indexed, with label and family) and its scores under each of its
+    conditions (conditions, videos), in (kind, level) order, videos in one order for all; an error
+    naming the condition when one was scored on other videos."""
+    groups = scores.groupby(["kind", "level"], sort=True)
+    tables = {condition: g.set_index("video_id").sort_index() for condition, g in groups}
+    (first_condition, first), *_ = tables.items()
+    for condition, other in tables.items():
+        if not other.index.equals(first.index):
+            raise ValueError(f"robustness: {condition} was scored on other videos than {first_condition}")
+    return first[["label", "family"]], np.stack([t["score"].to_numpy(float) for t in tables.values()])
 
 
 def paired_robustness(
@@ -363,10 +363,11 @@ def paired_robustness(
         conditions_a = sorted(set(zip(a["kind"], a["level"], strict=True)))
         if conditions_a != sorted(set(zip(b["kind"], b["level"], strict=True))):
             raise ValueError(f"robustness: {model} and {reference} were not scored under the same conditions")
-        labels, families, scores_a = video_matrix(a)
-        labels_b, _, scores_b = video_matrix(b)
-        if not (np.array_equal(labels, labels_b) and len(labels) == scores_b.shape[-1]):
+        videos, scores_a = video_matrix(a)
+        videos_b, scores_b = video_matrix(b)
+        if not videos.index.equals(videos_b.index):
             raise ValueError(f"robustness: {model} and {reference} were not scored on the same videos")
+        labels, families = videos["label"].to_numpy(int), videos["family"].to_numpy()
         test = stats.compare_auc(
             labels, scores_a, scores_b, families=families, n_resamples=n_resamples, seed=seed
         )

@@ -84,17 +84,18 @@ def families_of(labels, families=None) -> Families:
                 f"position {int(missing.to_numpy().argmax())}); every video needs one"
             )
         codes, unit = pd.factorize(ids)[0], "family"
-    count = max(int(codes.max()) + 1, 0) if len(codes) else 0
+    count = int(codes.max()) + 1 if len(codes) else 0
     fakes = np.bincount(codes, weights=labels == 1, minlength=count).astype(int)
     reals = np.bincount(codes, weights=labels == 0, minlength=count).astype(int)
     return Families(codes, fakes, reals, unit)
 
 
 def _check_pair(labels, scores_a, scores_b, leading: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels and two score arrays of shape (..., videos) with `leading` axes before the videos'."""
+    """Labels and two score arrays of shape (videos,) or, with `leading` = 1, (conditions, videos)
+    (one condition may come as a vector); an error naming what is wrong otherwise."""
     labels = np.asarray(labels)
     a, b = np.asarray(scores_a, float), np.asarray(scores_b, float)
-    while a.ndim < leading + 1:
+    if leading and a.ndim == 1:
         a, b = a[None], b[None]
     if not (a.shape == b.shape and a.ndim == leading + 1 and a.shape[-1] == len(labels)):
         raise ValueError(
@@ -167,7 +168,7 @@ def _batched(statistic):
     return wrapped
 
 
-def _bootstrap_interval(families: Families, statistic, n_resamples: int, seed: int) -> tuple[float, float]:
+def bootstrap_interval(families: Families, statistic, n_resamples: int, seed: int) -> tuple[float, float]:
     """SciPy's BCa interval, resampling families within each stratum; `statistic` maps per-video
     weights (batch, videos) to (batch,) values. Where BCa is undefined because every resample gives
     the same value (a perfect detector's AUC is 1 in all of them), the percentile interval of the
@@ -195,11 +196,11 @@ def _bootstrap_interval(families: Families, statistic, n_resamples: int, seed: i
 
 def bootstrap_auc(labels, scores, families=None, n_resamples: int = 1000, seed: int = 0) -> dict:
     """A 95 % interval of one model's video AUC that resamples families (or videos)."""
-    labels = np.asarray(labels)
+    labels, scores, _ = _check_pair(labels, scores, scores, leading=0)
     units = families_of(labels, families)
     check_resamples(n_resamples)
     auc_of = WeightedAUC(labels, np.asarray(scores, float))
-    low, high = _bootstrap_interval(units, auc_of, n_resamples, seed)
+    low, high = bootstrap_interval(units, auc_of, n_resamples, seed)
     return {"auc": float(rank_auc(labels, scores)), "low": low, "high": high, **_unit(units)}
 
 
@@ -283,7 +284,7 @@ def compare_auc(labels, scores_a, scores_b, *, families=None, n_resamples: int =
     def delta_of(weights):
         return np.mean([first(weights) - second(weights) for first, second in per_condition], axis=0)
 
-    low, high = _bootstrap_interval(units, delta_of, n_resamples, seed)
+    low, high = bootstrap_interval(units, delta_of, n_resamples, seed)
     return {"delta": delta, "low": low, "high": high, "p": p, "agree": _agree(low, high, p), **_unit(units)}
 
 
@@ -308,8 +309,10 @@ def compare_auc_over_seeds(
     test videos give another delta). The interval and the two-sided p come from one procedure:
     delta / se against Student's t with Welch-Satterthwaite degrees of freedom (S - 1 for the seed
     term, families - 1 for the family term), so the interval excludes 0 exactly when p < 0.05.
-    Simulated (benchmarks/compare_auc_calibration.py), its type I error at 0.05 is 0.068 +- 0.008
-    with 3 seeds and 0.050 +- 0.007 with 5. A bootstrap over the seeds treats their spread as the
+    The two terms overlap where seeds also differ video by video (that noise is in both), which makes
+    the test conservative there. Simulated with a per-seed shift and no such noise
+    (benchmarks/compare_auc_calibration.py), its type I error at 0.05 is 0.068 +- 0.008 with 3
+    seeds and 0.050 +- 0.007 with 5. A bootstrap over the seeds treats their spread as the
     population's: with 3 seeds of one sign and little test-set noise it has nothing left to
     resample, where t with 2 degrees of freedom stays wide (README, Statistics)."""
     from scipy import stats
@@ -340,8 +343,9 @@ def compare_auc_over_seeds(
     within = _family_variance(labels, a, b, units, n_resamples, seed)
     se = float(np.sqrt(between + within))
     out = {"delta": delta, "se": se, "per_seed": [float(d) for d in per_seed], "seeds": seeds, **_unit(units)}
-    if se == 0:
-        return out | {"low": delta, "high": delta, "p": 1.0 if delta == 0 else 0.0, "df": float("inf")}
+    if not se > 0:  # no test-set term to estimate (one family of a kind), or nothing varies at all
+        p = 1.0 if delta == 0 else float("nan")
+        return out | {"low": float("nan"), "high": float("nan"), "p": p, "df": float("nan")}
     terms = [(between, seeds - 1), (within, max(units.n - 1, 1))]
     df = (between + within) ** 2 / sum(v**2 / d for v, d in terms if v > 0)
     half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
@@ -350,10 +354,11 @@ def compare_auc_over_seeds(
 
 
 def _family_variance(labels, a, b, units: Families, n_resamples: int, seed: int) -> float:
-    """The bootstrap variance, over resampled families, of the seed-mean delta."""
+    """The bootstrap variance, over resampled families, of the seed-mean delta (NaN where a stratum
+    holds one family: as `_bootstrap_interval`, nothing to resample)."""
     strata = units.strata()
     if any(len(s) < 2 for s in strata):
-        return 0.0
+        return float("nan")
     pairs = [
         (WeightedAUC(labels, a[s, c]), WeightedAUC(labels, b[s, c]))
         for s in range(a.shape[0])
@@ -389,6 +394,8 @@ def format_p(p: float, n_resamples: int | None = None) -> str:
     """p for a table: `< 1/(n+1)` at a permutation test's floor, else two or more significant digits."""
     if p != p:
         return "-"
+    if p == 0:
+        return "0"
     if n_resamples and p <= 1 / (n_resamples + 1) * (1 + 1e-9):
         return f"< 1/{n_resamples + 1}"
     if p >= 0.01:

@@ -346,12 +346,13 @@ def test_a_folder_of_shards_without_families_warns_once(tmp_path):
     assert (df["family"] == df["video_id"]).all()
 
 
-def test_an_empty_family_is_refused_naming_the_row_and_the_column(tmp_path):
+@pytest.mark.parametrize("missing", ["", "NaN", "None"])
+def test_an_empty_family_is_refused_naming_the_row_and_the_column(tmp_path, missing):
     _, out = _prepared_dfdcp(tmp_path)
     df = pd.read_csv(out / "manifest.csv", keep_default_na=False)
-    df.loc[df.index[2], "family"] = ""
+    df.loc[df.index[2], "family"] = missing
     df.to_csv(out / "manifest.csv", index=False)
-    with pytest.raises(ValueError, match=r"manifest\.csv: row 4, column family is empty"):
+    with pytest.raises(ValueError, match=rf"manifest\.csv: row 4, column family is '{missing}'"):
         load_manifest(out)
 
 

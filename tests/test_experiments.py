@@ -337,6 +337,27 @@ def test_paired_refuses_runs_tested_on_other_videos(tmp_path):
         paired(run_scores(rows), n_resamples=100)
 
 
+def test_paired_refuses_runs_that_disagree_on_a_label_or_lack_a_family(tmp_path):
+    from fbifpn.comparisons import paired, run_scores
+
+    labels = np.repeat([0, 1], 10)
+    flipped = labels.copy()
+    flipped[3] = 1
+    rows = pd.DataFrame(
+        [
+            _run_row(tmp_path, "full", 0, labels, labels * 1.0, np.arange(20)),
+            _run_row(tmp_path, "x", 0, flipped, labels * 1.0, np.arange(20)),
+        ]
+    )
+    with pytest.raises(ValueError, match=r"x-seed0 gives video synth/v003 another label"):
+        paired(run_scores(rows, runs_root=tmp_path), n_resamples=100)
+    blank = pd.read_csv(rows["scores"][1], dtype={"family": str}).assign(label=labels)
+    blank.loc[5, "family"] = ""
+    blank.to_csv(rows["scores"][1], index=False)
+    with pytest.raises(ValueError, match="column family is empty for 1 videos"):
+        run_scores(rows)
+
+
 def test_learning_curve_keeps_the_last_record_of_a_step_and_plateau_is_the_first_near_best(tmp_path):
     records = [
         {"kind": "train", "step": 5, "total": 1.0},

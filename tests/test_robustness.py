@@ -359,6 +359,11 @@ def test_paired_robustness_is_per_type_and_over_all_types(manifest, models):
     assert set(paired.verdict) <= {"significant at 0.05 (Holm over 4 rows)", "not significant"}
     assert paired.videos.eq(8).all() and paired.unit.eq("family").all()
     assert (paired.p_holm >= paired.p).all()
+    other = scores.assign(video_id=np.where(scores.variant == "b", scores.video_id + "x", scores.video_id))
+    with pytest.raises(ValueError, match="not scored on the same videos"):
+        paired_robustness(other, "a", "b", n_resamples=100)
+    with pytest.raises(ValueError, match="not in the test manifest"):
+        robustness_scores(rows, {})
 
 
 # --------------------------------------------------------------------------- calibrated eval and detect

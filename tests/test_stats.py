@@ -89,6 +89,14 @@ def test_one_family_has_no_interval_and_a_p_of_1():
     assert out["p"] == 1.0 and np.isnan(out["low"]) and out["units"] == 1
 
 
+def test_a_seed_level_test_without_a_test_set_term_says_so_rather_than_p_0():
+    labels = np.array([0, 1, 1, 1, 1, 1, 1, 1, 1])
+    families = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])  # one family holds the only real
+    a = np.tile(np.linspace(0, 1, 9), (3, 1))
+    out = stats.compare_auc_over_seeds(labels, a, a[:, ::-1], families=families, n_resamples=200)
+    assert np.isnan(out["p"]) and np.isnan(out["low"])
+
+
 def test_families_that_share_a_difficulty_widen_the_interval():
     labels, families, a, b = scenes(n_scenes=50, shared=2.0, seed=5)
     by_family = stats.compare_auc(labels, a, b, families=families, n_resamples=2000, seed=0)
@@ -133,6 +141,8 @@ def test_bootstrap_ci_resamples_families_when_given_them():
             "at least 100",
         ),
         (lambda y, f, a, b: stats.compare_auc(y, np.where(y == 1, np.nan, a), b), "NaN"),
+        (lambda y, f, a, b: stats.bootstrap_auc(y, a[:-1], f), "differ in length"),
+        (lambda y, f, a, b: stats.bootstrap_auc(y, np.where(y == 1, np.nan, a), f), "NaN"),
         (
             lambda y, f, a, b: stats.compare_auc_over_seeds(y, a[None], b[None], families=f),
             "at least two seeds",

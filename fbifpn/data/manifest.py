@@ -110,12 +110,13 @@ def read_csv(path: Path, warn: bool = True) -> pd.DataFrame:
 
 
 def _check_families(path: Path, df: pd.DataFrame) -> None:
-    """Every row names its family, and all rows of a video name the same one."""
-    empty = df["family"].str.strip() == ""
+    """Every row names its family (`load_manifest` checks that all rows of a video name one)."""
+    # read as text (keep_default_na=False): a family written as NaN or None is a missing one, not a name
+    empty = df["family"].str.strip().isin(["", "nan", "NaN", "None", "NA", "<NA>"])
     if empty.any():
         row = int(empty.to_numpy().argmax())
         raise ValueError(
-            f"{path}: row {row + 2}, column family is empty, expected the family of video "
+            f"{path}: row {row + 2}, column family is {df['family'].iloc[row]!r}, expected the family of video "
             f"{df['video_id'].iloc[row]} (every row of a manifest names one)"
         )
 
