@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -51,6 +50,7 @@ import scipy
 from scipy.stats import norm
 
 from fbifpn import stats
+from fbifpn.provenance import cpu_name, git_commit
 
 ALPHA = 0.05
 MASTER_SEED = 20261203
@@ -351,26 +351,6 @@ def run_seeds(pool, trials: int, resamples: int) -> dict:
 # --------------------------------------------------------------------------- main
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def command() -> str:
     """The command line as run from the repository root (niceness included)."""
     python = (
@@ -414,7 +394,7 @@ def main(argv=None) -> int:
             "numpy": np.__version__,
             "scipy": scipy.__version__,
         },
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "settings": {
             "trials": args.trials,
