@@ -179,7 +179,10 @@ def bootstrap_interval(families: Families, statistic, n_resamples: int, seed: in
     if any(len(s) < 2 for s in strata):  # one family of its kind (one video of a class): no interval
         return (float("nan"), float("nan"))
     data = tuple(np.arange(len(s), dtype=float) for s in strata)
-    stat = _batched(lambda drawn: statistic(_weights(families, drawn)))
+    # AUCs are ratios of counts, so resamples often tie with the estimate; rounded, those ties stay
+    # ties whatever order the float sums ran in, and BCa's bias count (share below the estimate)
+    # does not turn on the last bits
+    stat = _batched(lambda drawn: np.round(statistic(_weights(families, drawn)), 12))
     rng = np.random.default_rng(seed)
     kwargs = dict(n_resamples=n_resamples, vectorized=True, batch=BATCH, rng=rng, paired=False)
     with warnings.catch_warnings():  # BCa's degenerate case is handled below, not shown
@@ -220,20 +223,89 @@ def _ranked(x: np.ndarray) -> np.ndarray:
     return rankdata(x, axis=-1) / x.shape[-1]
 
 
-def _swapped_delta(labels, a: np.ndarray, b: np.ndarray, codes: np.ndarray):
+def _swapped_delta(labels, a: np.ndarray, b: np.ndarray, units: Families):
     """The statistic of the family permutation: |mean AUC(a') - mean AUC(b')| where a' takes b's
     scores on every family whose entry was swapped. SciPy permutes paired samples (x, y) = (f, f + F);
-    a family was swapped where x holds an index >= F."""
-    count = int(codes.max()) + 1
+    a family was swapped where x holds an index >= F. Few families: `_family_sums`' quadratic forms;
+    many: each mixed score vector ranked afresh."""
+    count = units.n
+    sums = _family_sums(labels, a, b, units) if _sums_affordable(units, len(a)) else None
 
     def statistic(x, y, axis=-1):
-        flat = np.asarray(x).reshape(-1, count)
-        swapped = (flat >= count)[:, codes][:, None, :]  # (batch, 1, videos)
-        first, second = np.where(swapped, b, a), np.where(swapped, a, b)  # (batch, conditions, videos)
-        delta = (rank_auc(labels, first) - rank_auc(labels, second)).mean(-1)
+        swapped = np.asarray(x).reshape(-1, count) >= count  # (batch, families)
+        if sums is not None:
+            delta = sums(swapped.astype(float))
+        else:
+            by_video = swapped[:, units.codes][:, None, :]  # (batch, 1, videos)
+            first, second = np.where(by_video, b, a), np.where(by_video, a, b)  # (batch, conditions, videos)
+            delta = (rank_auc(labels, first) - rank_auc(labels, second)).mean(-1)
         return np.abs(delta).reshape(np.shape(x)[:-1])
 
     return statistic
+
+
+FAMILY_SUMS_UP_TO = 300  # families; above it the (batch, families, families) products cost more than ranks
+
+
+def comparison_sums(labels, x: np.ndarray, y: np.ndarray, units: Families) -> np.ndarray:
+    """K[F, G]: the comparisons (1 if greater, 1/2 if tied) of x's fake scores in family F with y's
+    real scores in family G, summed, and averaged over the conditions (x, y: (conditions, videos)).
+    Model x's AUC under family counts c is c'K_xx c / ((c . fakes)(c . reals))."""
+    from scipy import sparse
+
+    fake = np.asarray(labels) == 1
+    n_fake, n_real = int(fake.sum()), int((~fake).sum())
+    rows = sparse.csr_matrix((np.ones(n_fake), (units.codes[fake], np.arange(n_fake))), (units.n, n_fake))
+    cols = sparse.csr_matrix((np.ones(n_real), (np.arange(n_real), units.codes[~fake])), (n_real, units.n))
+    total = np.zeros((units.n, units.n))
+    for xc, yc in zip(x, y, strict=True):
+        f, r = xc[fake][:, None], yc[~fake][None, :]
+        total += rows @ ((f > r) + 0.5 * (f == r)) @ cols
+    return total / len(x)
+
+
+def _sums_affordable(units: Families, conditions: int) -> bool:
+    """Whether family-level sums beat ranking: few families, and pairs of videos that fit in memory."""
+    return units.n <= FAMILY_SUMS_UP_TO and conditions * units.fakes.sum() * units.reals.sum() <= 5e7
+
+
+def _family_sums(labels, a: np.ndarray, b: np.ndarray, units: Families):
+    """delta as a function of the swapped families, exactly: with K_xy from `comparison_sums`, a
+    swap vector m (u = 1 - m) gives delta * fakes * reals = u'Du - m'Dm + u'Em - m'Eu, where
+    D = K_aa - K_bb and E = K_ab - K_ba."""
+    d = comparison_sums(labels, a, a, units) - comparison_sums(labels, b, b, units)
+    e = comparison_sums(labels, a, b, units) - comparison_sums(labels, b, a, units)
+    scale = float(units.fakes.sum() * units.reals.sum())
+
+    def delta(m):  # m: (batch, families), 1 where swapped
+        u = 1 - m
+        return (
+            ((u @ d) * u).sum(1) - ((m @ d) * m).sum(1) + ((u @ e) * m).sum(1) - ((m @ e) * u).sum(1)
+        ) / scale
+
+    return delta
+
+
+def _resampled_delta(labels, a: np.ndarray, b: np.ndarray, units: Families):
+    """mean AUC(a) - mean AUC(b) over the conditions (and seeds: a, b of shape (..., videos)) as a
+    function of per-video resample weights (batch, videos), which are constant within a family."""
+    a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    if _sums_affordable(units, len(a2)):
+        d = comparison_sums(labels, a2, a2, units) - comparison_sums(labels, b2, b2, units)
+        first = np.unique(units.codes, return_index=True)[1]  # one video of each family
+        fakes, reals = units.fakes.astype(float), units.reals.astype(float)
+
+        def by_families(weights):
+            c = weights[:, first]
+            return ((c @ d) * c).sum(1) / ((c @ fakes) * (c @ reals))
+
+        return by_families
+    pairs = [(WeightedAUC(labels, x), WeightedAUC(labels, y)) for x, y in zip(a2, b2, strict=True)]
+
+    def by_videos(weights):
+        return np.mean([x(weights) - y(weights) for x, y in pairs], axis=0)
+
+    return by_videos
 
 
 def _permutation_p(labels, a, b, units: Families, n_resamples: int, seed: int) -> float:
@@ -248,7 +320,7 @@ def _permutation_p(labels, a, b, units: Families, n_resamples: int, seed: int) -
     index = np.arange(units.n, dtype=float)
     test = stats.permutation_test(
         (index, index + units.n),
-        _swapped_delta(labels, a, b, units.codes),
+        _swapped_delta(labels, a, b, units),
         permutation_type="samples",
         alternative="greater",
         n_resamples=n_resamples,
@@ -279,12 +351,7 @@ def compare_auc(labels, scores_a, scores_b, *, families=None, n_resamples: int =
     a, b = _ranked(a), _ranked(b)  # ties stay ties: AUCs unchanged
     delta = float((rank_auc(labels, a) - rank_auc(labels, b)).mean())
     p = _permutation_p(labels, a, b, units, n_resamples, seed)
-    per_condition = [(WeightedAUC(labels, x), WeightedAUC(labels, y)) for x, y in zip(a, b, strict=True)]
-
-    def delta_of(weights):
-        return np.mean([first(weights) - second(weights) for first, second in per_condition], axis=0)
-
-    low, high = bootstrap_interval(units, delta_of, n_resamples, seed)
+    low, high = bootstrap_interval(units, _resampled_delta(labels, a, b, units), n_resamples, seed)
     return {"delta": delta, "low": low, "high": high, "p": p, "agree": _agree(low, high, p), **_unit(units)}
 
 
@@ -359,18 +426,13 @@ def _family_variance(labels, a, b, units: Families, n_resamples: int, seed: int)
     strata = units.strata()
     if any(len(s) < 2 for s in strata):
         return float("nan")
-    pairs = [
-        (WeightedAUC(labels, a[s, c]), WeightedAUC(labels, b[s, c]))
-        for s in range(a.shape[0])
-        for c in range(a.shape[1])
-    ]
+    delta_of = _resampled_delta(labels, a, b, units)
     rng = np.random.default_rng(seed)
     values = []
     for start in range(0, n_resamples, BATCH):
         batch = min(BATCH, n_resamples - start)
         drawn = [rng.integers(0, len(s), (batch, len(s))) for s in strata]
-        weights = _weights(units, drawn)
-        values.append(np.mean([x(weights) - y(weights) for x, y in pairs], axis=0))
+        values.append(delta_of(_weights(units, drawn)))
     return float(np.var(np.concatenate(values), ddof=1))
 
 
