@@ -220,3 +220,25 @@ def test_holm_adjusts_a_family_and_keeps_nan_out_of_it():
         and stats.format_p(2 / 2001) == "0.0010"
         and stats.format_p(0.00002) == "2.0e-05"
     )
+
+
+def test_family_sums_give_the_ranked_deltas_exactly():
+    """The quadratic forms used for few families against the direct computation (rank the mixed
+    scores of every swap, weight every video), on tied scores under three conditions."""
+    labels, families, a, b = scenes(n_scenes=12)
+    rng = np.random.default_rng(8)
+    a = stats._ranked(np.round(np.stack([a, a + rng.normal(0, 1, a.size), -a]), 1))
+    b = stats._ranked(np.round(np.stack([b, b, b + rng.normal(0, 1, b.size)]), 1))
+    units = stats.families_of(labels, families)
+    swaps = rng.random((6, units.n)) < 0.5
+    by_video = swaps[:, units.codes][:, None, :]
+    ranked = stats.rank_auc(labels, np.where(by_video, b, a)) - stats.rank_auc(
+        labels, np.where(by_video, a, b)
+    )
+    np.testing.assert_allclose(stats._family_sums(labels, a, b, units)(swaps.astype(float)), ranked.mean(-1))
+    weights = rng.integers(0, 3, (5, units.n))[:, units.codes].astype(float)
+    direct = np.mean(
+        [stats.WeightedAUC(labels, x)(weights) - stats.WeightedAUC(labels, y)(weights) for x, y in zip(a, b)],
+        0,
+    )
+    np.testing.assert_allclose(stats._resampled_delta(labels, a, b, units)(weights), direct)
