@@ -238,7 +238,10 @@ def test_family_sums_give_the_ranked_deltas_exactly():
     np.testing.assert_allclose(stats._family_sums(labels, a, b, units)(swaps.astype(float)), ranked.mean(-1))
     weights = rng.integers(0, 3, (5, units.n))[:, units.codes].astype(float)
     direct = np.mean(
-        [stats.WeightedAUC(labels, x)(weights) - stats.WeightedAUC(labels, y)(weights) for x, y in zip(a, b)],
+        [
+            stats.WeightedAUC(labels, x)(weights) - stats.WeightedAUC(labels, y)(weights)
+            for x, y in zip(a, b, strict=True)
+        ],
         0,
     )
     np.testing.assert_allclose(stats._resampled_delta(labels, a, b, units)(weights), direct)
