@@ -15,8 +15,6 @@ from fbifpn.robustness import paired_robustness
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 PROFILES = sorted(p.name for p in RESULTS.iterdir() if (p / "scores").is_dir())
 
-pytestmark = pytest.mark.slow  # the study's tables at 9999 resamples: about a minute on 2 cores
-
 
 def settings(profile: str) -> tuple[int, int]:
     config = json.loads((RESULTS / profile / "config.json").read_text())
