@@ -297,10 +297,16 @@ def paired_table(frame: pd.DataFrame, cfg, reference: str = "full") -> str:
     return metrics.table(table.to_dict("records"), protocol, list(table.columns), digits=3)
 
 
+def units_text(unit: str, units: int, videos: int) -> str:
+    """What a test resampled, for a protocol line; a family per video means the layout recorded no
+    source (DFDC's test folder) or no families were given, and the line says so."""
+    if unit == "video" or units == videos:
+        return f"{videos} videos, each its own family (no source recorded)"
+    return f"{units} families of {videos} videos"
+
+
 def _units(row) -> str:
-    if row.unit == "video":
-        return f"{row.videos} videos, each its own family (the layout records no source)"
-    return f"{row.units} families of {row.videos} videos"
+    return units_text(row.unit, row.units, row.videos)
 
 
 def _interval(row) -> str:

@@ -437,7 +437,7 @@ def robustness_table(
 
 
 def _units(paired: pd.DataFrame) -> str:
+    from fbifpn.comparisons import units_text
+
     row = paired.iloc[0]
-    if row["unit"] == "video":
-        return f"{row['videos']} videos, each its own family"
-    return f"{row['units']} families of {row['videos']} videos"
+    return units_text(row["unit"], row["units"], row["videos"])

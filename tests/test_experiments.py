@@ -298,7 +298,7 @@ def test_paired_rows_per_seed_and_across_seeds(tmp_path):
 
 
 def test_one_seed_rows_carry_the_verdict_and_old_scores_get_the_manifest_families(tmp_path):
-    from fbifpn.comparisons import paired, run_scores
+    from fbifpn.comparisons import paired, paired_table, run_scores
 
     labels = np.tile([0, 1], 30)
     rng = np.random.default_rng(1)
@@ -321,6 +321,8 @@ def test_one_seed_rows_carry_the_verdict_and_old_scores_get_the_manifest_familie
     out = paired(scores, n_resamples=200)
     assert list(out["seeds"]) == ["0"] and out["units"].iloc[0] == 30
     assert out["verdict"].iloc[0] in {"significant at 0.05", "not significant"}
+    own = paired(scores.assign(family=scores["video_id"]), n_resamples=200)
+    assert "60 videos, each its own family (no source recorded)" in paired_table(own, load_config("smoke"))
 
 
 def test_paired_refuses_runs_tested_on_other_videos(tmp_path):
