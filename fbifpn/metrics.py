@@ -117,8 +117,8 @@ def bootstrap_ci(
     stats.check_resamples(n, "bootstrap")
     units = stats.families_of(labels, families)
 
-    def weighted(weights):
-        return np.array([_weighted_metric(metric, labels, values, w) for w in weights])
+    def weighted(counts):
+        return np.array([_weighted_metric(metric, labels, values, w) for w in counts[:, units.codes]])
 
     return stats.bootstrap_interval(units, weighted, n, seed)
 

@@ -7,11 +7,12 @@
   unit: `compare_auc_over_seeds`.
 - **Families of rows.** Rows tested together are adjusted together: `holm`.
 
-AUC is the Mann-Whitney statistic, ties counted one half. A bootstrap resample never moves a score,
-it only repeats videos, so each model's scores are sorted once and a resample is a vector of
-weights over them (how often each video's family was drawn): an AUC is then a weighted sum over
-tie groups, 9999 resamples one matrix of weights, with no per-call sort and no scikit-learn checks.
-A permutation does move scores between the models, and is ranked afresh (SciPy's `rankdata`).
+AUC is the Mann-Whitney statistic, ties counted one half. A resample is a vector of family counts.
+With few families (most test sets here), every AUC a resample or a swap can give is a quadratic
+form over family-level sums of pairwise comparisons (`comparison_sums`), computed once. With many,
+a bootstrap resample only repeats videos, so each model's scores are sorted once and weighted by
+their families' counts (`WeightedAUC`), and a swap's mixed scores are ranked afresh (SciPy's
+`rankdata`). Either way 9999 resamples are a few matrix products, with no scikit-learn checks.
 """
 
 from __future__ import annotations
@@ -143,17 +144,16 @@ class WeightedAUC:
         return (fakes * below).sum(1) / (fakes.sum(1) * reals.sum(1))
 
 
-def _weights(families: Families, drawn: list[np.ndarray]) -> np.ndarray:
-    """Per-video weights of a batch of resamples: how often each video's family was drawn. `drawn`
-    holds, per stratum, the family indices drawn (batch, k); a stratum's indices are positions in it."""
+def _counts(families: Families, drawn: list[np.ndarray]) -> np.ndarray:
+    """How often each family was drawn, per resample of a batch (batch, families). `drawn` holds,
+    per stratum, the family indices drawn (batch, k); a stratum's indices are positions in it."""
     batch, count = drawn[0].shape[0], families.n
     picked = np.concatenate(
         [members[positions.astype(int)] for members, positions in zip(families.strata(), drawn, strict=True)],
         axis=1,
     )
     flat = (picked + count * np.arange(batch)[:, None]).ravel()  # one bincount for the whole batch
-    counts = np.bincount(flat, minlength=batch * count).reshape(batch, count)
-    return counts[:, families.codes].astype(float)
+    return np.bincount(flat, minlength=batch * count).reshape(batch, count).astype(float)
 
 
 def _batched(statistic):
@@ -169,8 +169,8 @@ def _batched(statistic):
 
 
 def bootstrap_interval(families: Families, statistic, n_resamples: int, seed: int) -> tuple[float, float]:
-    """SciPy's BCa interval, resampling families within each stratum; `statistic` maps per-video
-    weights (batch, videos) to (batch,) values. Where BCa is undefined because every resample gives
+    """SciPy's BCa interval, resampling families within each stratum; `statistic` maps family
+    counts (batch, families) to (batch,) values (`counts[:, families.codes]` weighs the videos). Where BCa is undefined because every resample gives
     the same value (a perfect detector's AUC is 1 in all of them), the percentile interval of the
     same resamples, which is then that value. NaN when a stratum has one family only."""
     from scipy import stats
@@ -182,7 +182,7 @@ def bootstrap_interval(families: Families, statistic, n_resamples: int, seed: in
     # AUCs are ratios of counts, so resamples often tie with the estimate; rounded, those ties stay
     # ties whatever order the float sums ran in, and BCa's bias count (share below the estimate)
     # does not turn on the last bits
-    stat = _batched(lambda drawn: np.round(statistic(_weights(families, drawn)), 12))
+    stat = _batched(lambda drawn: np.round(statistic(_counts(families, drawn)), 12))
     rng = np.random.default_rng(seed)
     kwargs = dict(n_resamples=n_resamples, vectorized=True, batch=BATCH, rng=rng, paired=False)
     with warnings.catch_warnings():  # BCa's degenerate case is handled below, not shown
@@ -202,8 +202,8 @@ def bootstrap_auc(labels, scores, families=None, n_resamples: int = 1000, seed: 
     labels, scores, _ = _check_pair(labels, scores, scores, leading=0)
     units = families_of(labels, families)
     check_resamples(n_resamples)
-    auc_of = WeightedAUC(labels, np.asarray(scores, float))
-    low, high = bootstrap_interval(units, auc_of, n_resamples, seed)
+    auc_of = WeightedAUC(labels, scores)
+    low, high = bootstrap_interval(units, lambda counts: auc_of(counts[:, units.codes]), n_resamples, seed)
     return {"auc": float(rank_auc(labels, scores)), "low": low, "high": high, **_unit(units)}
 
 
@@ -288,21 +288,21 @@ def _family_sums(labels, a: np.ndarray, b: np.ndarray, units: Families):
 
 def _resampled_delta(labels, a: np.ndarray, b: np.ndarray, units: Families):
     """mean AUC(a) - mean AUC(b) over the conditions (and seeds: a, b of shape (..., videos)) as a
-    function of per-video resample weights (batch, videos), which are constant within a family."""
+    function of family counts (batch, families): a quadratic form over `comparison_sums` for few
+    families, else each video weighted by its family's count."""
     a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
     if _sums_affordable(units, len(a2)):
         d = comparison_sums(labels, a2, a2, units) - comparison_sums(labels, b2, b2, units)
-        first = np.unique(units.codes, return_index=True)[1]  # one video of each family
         fakes, reals = units.fakes.astype(float), units.reals.astype(float)
 
-        def by_families(weights):
-            c = weights[:, first]
+        def by_families(c):
             return ((c @ d) * c).sum(1) / ((c @ fakes) * (c @ reals))
 
         return by_families
     pairs = [(WeightedAUC(labels, x), WeightedAUC(labels, y)) for x, y in zip(a2, b2, strict=True)]
 
-    def by_videos(weights):
+    def by_videos(c):
+        weights = c[:, units.codes]
         return np.mean([x(weights) - y(weights) for x, y in pairs], axis=0)
 
     return by_videos
@@ -432,7 +432,7 @@ def _family_variance(labels, a, b, units: Families, n_resamples: int, seed: int)
     for start in range(0, n_resamples, BATCH):
         batch = min(BATCH, n_resamples - start)
         drawn = [rng.integers(0, len(s), (batch, len(s))) for s in strata]
-        values.append(delta_of(_weights(units, drawn)))
+        values.append(delta_of(_counts(units, drawn)))
     return float(np.var(np.concatenate(values), ddof=1))
 
 

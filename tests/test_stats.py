@@ -236,7 +236,8 @@ def test_family_sums_give_the_ranked_deltas_exactly():
         labels, np.where(by_video, a, b)
     )
     np.testing.assert_allclose(stats._family_sums(labels, a, b, units)(swaps.astype(float)), ranked.mean(-1))
-    weights = rng.integers(0, 3, (5, units.n))[:, units.codes].astype(float)
+    counts = rng.integers(0, 3, (5, units.n)).astype(float)
+    weights = counts[:, units.codes]
     direct = np.mean(
         [
             stats.WeightedAUC(labels, x)(weights) - stats.WeightedAUC(labels, y)(weights)
@@ -244,4 +245,13 @@ def test_family_sums_give_the_ranked_deltas_exactly():
         ],
         0,
     )
-    np.testing.assert_allclose(stats._resampled_delta(labels, a, b, units)(weights), direct)
+    np.testing.assert_allclose(stats._resampled_delta(labels, a, b, units)(counts), direct)
+
+
+def test_many_families_take_the_ranked_path_to_the_same_result(monkeypatch):
+    labels, families, a, b = scenes(n_scenes=30, effect=0.5)
+    fast = stats.compare_auc(labels, a, b, families=families, n_resamples=300, seed=2)
+    monkeypatch.setattr(stats, "FAMILY_SUMS_UP_TO", 0)  # every test set counts as large
+    slow = stats.compare_auc(labels, a, b, families=families, n_resamples=300, seed=2)
+    assert slow["p"] == fast["p"] and slow["delta"] == pytest.approx(fast["delta"])
+    assert (slow["low"], slow["high"]) == pytest.approx((fast["low"], fast["high"]), abs=1e-9)
