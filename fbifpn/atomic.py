@@ -55,11 +55,9 @@ def write_text(path: Path | str, text: str) -> Path:
     return Path(path)
 
 
-def write_csv(df: pd.DataFrame, path: Path | str, **to_csv) -> Path:
-    """`df.to_csv(path, index=False, **to_csv)` through a temporary (its suffix kept: `.csv.gz` is
-    written as gzip)."""
+def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
     with replacing(path) as tmp:
-        df.to_csv(tmp, index=False, **to_csv)
+        df.to_csv(tmp, index=False)
     return Path(path)
 
 

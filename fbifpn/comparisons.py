@@ -30,32 +30,37 @@ ONE_SEED, ACROSS_SEEDS = "one seed", "across seeds"
 # --------------------------------------------------------------------------- per-video scores
 
 
-def evaluation_videos(scores_csv: Path | str, beta: float = 0.0) -> pd.DataFrame:
-    """The per-video scores of one evaluation (its scores.csv, rescored with `beta` when > 0),
-    each with its family: from the scores, or for an evaluation made before scores carried one,
-    from the manifest it was made from."""
+def evaluation_frames(scores_csv: Path | str) -> pd.DataFrame:
+    """An evaluation's scores.csv, each frame with its video's family: from the scores, or for an
+    evaluation made before scores carried one, from the manifest it was made from (a video that
+    manifest lacks is its own family, with a warning). A blank family is an error naming the file."""
     scores_csv = Path(scores_csv)
     frames = pd.read_csv(scores_csv, dtype={"family": str})
-    if beta:
-        frames["score"] = (1 - beta) * frames["score"] + beta * frames["mask_score"]
-    videos = metrics.video_scores(frames)
-    if "family" in videos.columns:
-        if (missing := videos["family"].isna() | (videos["family"].str.strip() == "")).any():
-            first = videos.loc[missing, "video_id"].iloc[0]
-            raise ValueError(
-                f"{scores_csv}: column family is empty for {int(missing.sum())} videos ({first} first)"
-            )
-        return videos
+    if "family" in frames.columns:
+        if (missing := frames["family"].isna() | (frames["family"].str.strip() == "")).any():
+            first = frames.loc[missing, "video_id"].iloc[0]
+            videos = frames.loc[missing, "video_id"].nunique()
+            raise ValueError(f"{scores_csv}: column family is empty for {videos} videos ({first} first)")
+        return frames
     known = manifest_families(scores_csv)
-    videos["family"] = videos["video_id"].map(known)
-    if videos["family"].isna().any() and known:
+    families = frames["video_id"].map(known)
+    if families.isna().any() and known:
         warnings.warn(
-            f"{scores_csv}: {int(videos['family'].isna().sum())} videos are not in the manifest it was "
-            "made from; each is its own family",
+            f"{scores_csv}: {frames.loc[families.isna(), 'video_id'].nunique()} videos are not in the "
+            "manifest it was made from; each is its own family",
             stacklevel=2,
         )
-    videos["family"] = videos["family"].fillna(videos["video_id"])
-    return videos
+    frames.insert(frames.columns.get_loc("video_id") + 1, "family", families.fillna(frames["video_id"]))
+    return frames
+
+
+def evaluation_videos(scores_csv: Path | str, beta: float = 0.0) -> pd.DataFrame:
+    """The per-video scores of one evaluation with their families (`evaluation_frames`), rescored
+    with `beta` when > 0."""
+    frames = evaluation_frames(scores_csv)
+    if beta:
+        frames["score"] = (1 - beta) * frames["score"] + beta * frames["mask_score"]
+    return metrics.video_scores(frames)
 
 
 def manifest_families(scores_csv: Path) -> dict[str, str]:
@@ -125,8 +130,14 @@ def relative_run(path: Path, root: Path | str | None) -> str:
 
 
 def write_scores(scores: pd.DataFrame, path: Path | str) -> Path:
-    """A scores table as gzip CSV with a fixed header time, so the same scores give the same bytes."""
-    return atomic.write_csv(scores, path, compression={"method": "gzip", "mtime": 0}, float_format="%.8g")
+    """A scores table as gzip CSV, byte for byte the same for the same scores: `gzip.compress`
+    writes neither a time nor a file name (pandas' gzip stores the temporary's name)."""
+    import gzip
+
+    text = scores.to_csv(index=False, float_format="%.8g")
+    with atomic.replacing(path) as tmp:
+        tmp.write_bytes(gzip.compress(text.encode(), mtime=0))
+    return Path(path)
 
 
 def read_scores(path: Path | str) -> pd.DataFrame:

@@ -114,13 +114,10 @@ def with_families(report: dict, folder: Path) -> dict:
     """A saved evaluation made before scores carried video families, with each video's family
     (from the manifest it was made from) added to its scores.csv and its metrics recomputed from
     them: the same scores, intervals that resample families. Saved again, so it happens once."""
-    from fbifpn.comparisons import manifest_families
+    from fbifpn.comparisons import evaluation_frames
 
     folder = Path(folder)
-    frames = pd.read_csv(folder / "scores.csv", dtype={"family": str})
-    if "family" not in frames.columns:
-        families = frames["video_id"].map(manifest_families(folder / "scores.csv"))
-        frames.insert(frames.columns.get_loc("video_id") + 1, "family", families.fillna(frames["video_id"]))
+    frames = evaluation_frames(folder / "scores.csv")
     config = report["config"]
     report = report | {
         "metrics": metrics.evaluate_scores(
@@ -224,7 +221,7 @@ def ablation(
                 run_cfg = with_overrides(cfg, {"model.variant": variant, "train.seed": seed})
                 checkpoint = trained(run_cfg, run, progress, "03_ablations").best_checkpoint
             weights = level_weights(checkpoint)
-            steps = int(learning_curve(Path(checkpoint).parent)["step"].iloc[-1])  # always validated
+            steps = trained_steps(checkpoint)
             mixed = variant == "full" and book.ablation_beta > 0
             reports = {}
             for name, manifest in test_sets.items():
@@ -298,9 +295,13 @@ def summarise(rows: pd.DataFrame, by: tuple[str, ...] = ("variant", "test")) -> 
     return out.reset_index()
 
 
+def _unit_words(unit: str) -> str:
+    return "test families" if unit == "family" else "test videos"
+
+
 def _ci_unit(summary: pd.DataFrame) -> str:
     units = set(summary.get("ci_unit", pd.Series(["video"])).dropna())
-    return "test families" if units == {"family"} else "test videos"
+    return _unit_words(units.pop() if len(units) == 1 else "video")
 
 
 def _ci(row) -> str:
@@ -464,6 +465,17 @@ def learning_curve(run_dir: Path) -> pd.DataFrame:
     # a run resumed from an earlier step checkpoint validates those steps again: the later one counts
     val = val.drop_duplicates("step", keep="last").sort_values("step")
     return val[["step", "epoch", "frame_auc", "video_auc"]].reset_index(drop=True)
+
+
+def trained_steps(checkpoint: Path) -> int:
+    """The steps the run behind `checkpoint` trained: its learning curve's last step (the last step
+    is always validated), or, for a checkpoint from outside `fit`'s run folders, the step it holds."""
+    from fbifpn.engine import checkpoint as ckpt
+
+    checkpoint = Path(checkpoint)
+    if (checkpoint.parent / "metrics.jsonl").is_file():
+        return int(learning_curve(checkpoint.parent)["step"].iloc[-1])
+    return int(ckpt.load(checkpoint).get("step", -1))
 
 
 def plateau_step(curve: pd.DataFrame, tol: float = 0.01) -> int:
@@ -661,8 +673,7 @@ def goals(
 def interval_unit(report: dict) -> str:
     """How an evaluation's 95 % AUC interval was made, for a table's protocol line."""
     unit = report["metrics"]["video"].get("ci_unit", "video")
-    what = "test families" if unit == "family" else "test videos"
-    return f"95 % BCa bootstrap over {what}, {report['config']['eval']['bootstrap']} resamples"
+    return f"95 % BCa bootstrap over {_unit_words(unit)}, {report['config']['eval']['bootstrap']} resamples"
 
 
 def protocol_rows(reports: dict[str, dict]) -> pd.DataFrame:

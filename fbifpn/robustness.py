@@ -297,6 +297,7 @@ def robustness_scores(
     its family (from the test manifest)."""
     from fbifpn.comparisons import SCORE_COLUMNS, relative_run
     from fbifpn.engine import checkpoint as ckpt
+    from fbifpn.experiments import trained_steps
 
     parts, trained = [], {}
     for row in rows.to_dict("records"):
@@ -310,7 +311,7 @@ def robustness_scores(
                 run=relative_run(checkpoint.parent, runs_root),
                 variant=row["model"],
                 seed=int(saved["config"]["train"]["seed"]),
-                steps=int(saved.get("step", -1)),
+                steps=trained_steps(checkpoint),
                 test=row["test"],
                 family=[_family(families, v, row["scores"]) for v in videos["video_id"]],
                 kind=row["kind"],

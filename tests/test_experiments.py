@@ -482,3 +482,12 @@ def test_under_sbi_training_a_left_out_method_is_held_out_like_all_the_others(sm
     assert list(rows["protocol"]) == ["SBI only", "SBI only (val without FaceSwap)", "dataset fakes"]
     assert list(rows["held out"]) == ["all", "all", "none"]
     assert [label.split(",")[0] for label in learning_curves_of(rows)] == ["SBI only", "dataset fakes"]
+
+
+def test_the_same_scores_write_the_same_bytes(tmp_path):
+    from fbifpn.comparisons import read_scores, write_scores
+
+    scores = pd.DataFrame({"run": ["r"], "video_id": ["v"], "family": ["f"], "score": [0.123456789]})
+    first, second = write_scores(scores, tmp_path / "a.csv.gz"), write_scores(scores, tmp_path / "b.csv.gz")
+    assert first.read_bytes() == second.read_bytes()
+    assert read_scores(first)["score"].iloc[0] == pytest.approx(0.12345679)
