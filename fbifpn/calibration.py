@@ -77,6 +77,85 @@ def fit_temperature(labels, scores) -> float:
     return float(np.exp(found.x)) if found.success and found.fun < loss(0.0) else 1.0
 
 
+# --------------------------------------------------------------------------- maps that move scores
+
+CALIBRATIONS = ("temperature", "platt", "isotonic")
+
+
+def fit_platt(labels, scores) -> dict:
+    """Platt scaling: sigmoid(slope * logit(s) + bias), scikit-learn's unpenalised logistic
+    regression on the logit. Unlike a temperature its bias moves a shifted score, so it can
+    calibrate a detector whose val scores sit all above (or below) 0.5. One class alone: identity."""
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        return {"method": "platt", "slope": 1.0, "bias": 0.0}
+    fitted = LogisticRegression(C=np.inf).fit(logits(scores)[:, None], labels)
+    return {"method": "platt", "slope": float(fitted.coef_[0, 0]), "bias": float(fitted.intercept_[0])}
+
+
+def fit_isotonic(labels, scores) -> dict:
+    """Isotonic regression (scikit-learn): the non-decreasing step map that fits the labels best,
+    clipped outside the scores it saw. Kept as its breakpoints, which `apply` interpolates as
+    IsotonicRegression.predict does (a test checks they agree). One class alone: identity."""
+    from sklearn.isotonic import IsotonicRegression
+
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        return {"method": "isotonic", "x": [0.0, 1.0], "y": [0.0, 1.0]}
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        np.asarray(scores, np.float64), labels
+    )
+    return {"method": "isotonic", "x": fitted.X_thresholds_.tolist(), "y": fitted.y_thresholds_.tolist()}
+
+
+def fit(method: str, labels, scores) -> dict:
+    """One calibration map, fitted on (labels, scores), as the plain dict a checkpoint stores."""
+    if method == "temperature":
+        return {"method": "temperature", "temperature": fit_temperature(labels, scores)}
+    if method == "platt":
+        return fit_platt(labels, scores)
+    if method == "isotonic":
+        return fit_isotonic(labels, scores)
+    raise ValueError(f"calibration: unknown method {method!r} (methods: {', '.join(CALIBRATIONS)})")
+
+
+def apply(calibration: dict | None, scores) -> np.ndarray:
+    """The probabilities a fitted map (`fit`'s dict) gives scores; None leaves them as they are."""
+    from scipy.special import expit
+
+    scores = np.asarray(scores, np.float64)
+    if calibration is None:
+        return scores
+    method = calibration.get("method")
+    if method == "temperature":
+        return calibrated(scores, calibration["temperature"])
+    if method == "platt":
+        return expit(calibration["slope"] * logits(scores) + calibration["bias"])
+    if method == "isotonic":
+        return np.interp(scores, calibration["x"], calibration["y"])
+    raise ValueError(f"calibration: unknown method {method!r} (methods: {', '.join(CALIBRATIONS)})")
+
+
+def checked(calibration) -> dict | None:
+    """A checkpoint's stored map, or None (and a warning) when it is not one `apply` can use."""
+    import warnings
+
+    if calibration is None:
+        return None
+    try:
+        values = apply(calibration, np.array([0.1, 0.5, 0.9]))
+        if not np.isfinite(values).all():
+            raise ValueError("it gives non-finite probabilities")
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        warnings.warn(
+            f"the checkpoint's calibration {calibration!r} cannot be used ({error}): ignored", stacklevel=2
+        )
+        return None
+    return calibration
+
+
 def reliability(labels, probabilities, bins: int = BINS) -> pd.DataFrame:
     """One row per non-empty bin of equal width: mean predicted probability (`confidence`), observed
     fraction of fakes (`frequency`) and how many scores fell in it (`count`)."""
@@ -96,6 +175,28 @@ def expected_calibration_error(labels, probabilities, bins: int = BINS) -> float
     table = reliability(labels, probabilities, bins)
     weights = table["count"] / table["count"].sum()
     return float((weights * (table["frequency"] - table["confidence"]).abs()).sum())
+
+
+def ece_interval(labels, probabilities, families=None, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """The ECE of `probabilities` with a 95 % interval (fbifpn.stats' BCa over families, or over
+    videos). Each bin's share of |sum(label - probability)| is weighed by how often a resample drew
+    each video's family, so every resample bins exactly as `expected_calibration_error` does."""
+    from fbifpn.stats import bootstrap_interval, check_resamples, families_of
+
+    labels, p = np.asarray(labels, np.float64), np.asarray(probabilities, np.float64)
+    estimate = expected_calibration_error(labels, p)
+    check_resamples(n_resamples)
+    units = families_of(labels, families)
+    bins = np.searchsorted(np.linspace(0, 1, BINS + 1)[1:-1], p)
+    one_hot = np.eye(BINS)[bins]  # (videos, bins)
+    gap = (labels - p)[:, None] * one_hot
+
+    def statistic(counts: np.ndarray) -> np.ndarray:
+        weights = counts[:, units.codes]  # (batch, videos)
+        return np.abs(weights @ gap).sum(axis=1) / weights.sum(axis=1)
+
+    low, high = bootstrap_interval(units, statistic, n_resamples, seed)
+    return {"ece": estimate, "low": low, "high": high, "unit": units.unit, "units": units.n}
 
 
 def rates_at(labels, scores, threshold: float) -> dict[str, float]:
@@ -123,26 +224,60 @@ def errors(frames: pd.DataFrame, columns: dict[str, str]) -> dict[str, float]:
     return out
 
 
+def video_probabilities(frames: pd.DataFrame, calibration: dict | None) -> pd.DataFrame:
+    """`video_scores` of `frames` with each video's calibrated `probability`. A temperature acts on
+    frame logits (where it was fitted), so the video's probability is the mean of its frames';
+    Platt and isotonic maps are fitted on val videos' scores and act on the video's score."""
+    from fbifpn.metrics import video_scores
+
+    if calibration is not None and calibration["method"] == "temperature":
+        framed = frames.assign(probability=apply(calibration, frames["score"]))
+        return video_scores(framed).merge(video_scores(framed, "probability")[["video_id", "probability"]])
+    videos = video_scores(frames)
+    return videos.assign(probability=apply(calibration, videos["score"]))
+
+
+def fitted_maps(val: pd.DataFrame, temperature: float) -> dict[str, dict]:
+    """The maps notebook 07 compares, fitted on the val frame scores `val`: the checkpoint's
+    `temperature`, and Platt scaling and isotonic regression fitted on val's video scores."""
+    from fbifpn.metrics import video_scores
+
+    videos = video_scores(val)
+    return {
+        "temperature": {"method": "temperature", "temperature": temperature},
+        "platt": fit_platt(videos["label"], videos["score"]),
+        "isotonic": fit_isotonic(videos["label"], videos["score"]),
+    }
+
+
 def travel(
-    val: pd.DataFrame, tests: dict[str, pd.DataFrame], temperature: float, threshold: float
+    val: pd.DataFrame,
+    tests: dict[str, pd.DataFrame],
+    maps: dict[str, dict],
+    threshold: float,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """What calibration and the val threshold are worth on each set, from frame scores (the `scores.csv`
-    of an evaluation): one row for val, then one per test set. Frame and video ECE and the frame NLL,
-    raw and at `temperature`; at video level, the accuracy, false-positive and true-positive rates at
-    the val-chosen `threshold` next to those at the threshold the same rule (Youden's J) would have
-    chosen on that set itself, an oracle shown for comparison only."""
-    from fbifpn.metrics import choose_threshold, video_scores
+    of an evaluation): one row for val, then one per test set. The video ECE raw and under each map
+    of `maps` (fitted on val: on the val row it is the fit's own, optimistic), each with its 95 %
+    interval over families, and the video NLL; at video level, the accuracy, false-positive and
+    true-positive rates at the val-chosen `threshold` next to those at the threshold the same rule
+    (Youden's J) would have chosen on that set itself, an oracle shown for comparison only."""
+    from fbifpn.metrics import choose_threshold, video_families, video_scores
 
     rows = []
     for name, frames in {"val": val, **tests}.items():
-        frames = frames.assign(probability=calibrated(frames["score"], temperature))
         videos = video_scores(frames)
         at_val = rates_at(videos["label"], videos["score"], threshold)
         own = rates_at(videos["label"], videos["score"], choose_threshold(videos["label"], videos["score"]))
         row = {"set": name, "frames": len(frames), "videos": len(videos)}
-        for label, column in (("raw", "score"), ("calibrated", "probability")):
-            row |= errors(frames, {label: column})
-            row[f"frame_nll_{label}"] = nll(frames["label"], frames[column])
+        for label, calibration in {"raw": None, **maps}.items():
+            p = video_probabilities(frames, calibration)["probability"]
+            ece = ece_interval(videos["label"], p, video_families(videos), n_resamples, seed)
+            row |= {f"video_ece_{label}": ece["ece"], f"video_ece_{label}_low": ece["low"]}
+            row |= {f"video_ece_{label}_high": ece["high"], f"video_nll_{label}": nll(videos["label"], p)}
+        row["interval_unit"] = ece["unit"]
         row |= {f"{k}_at_val_threshold": v for k, v in at_val.items()}
         row |= {f"{k}_at_own_threshold": v for k, v in own.items()}
         rows.append(row)

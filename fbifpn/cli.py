@@ -402,6 +402,28 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_results(args: argparse.Namespace) -> int:
+    from fbifpn import numerics, reproduce
+    from fbifpn.paths import project_root, runs_dir
+    from fbifpn.provenance import cpu_name
+
+    results = (project_root() or Path.cwd()) / "results" / args.profile
+    runs = runs_dir() / args.profile
+    made_on = reproduce.recorded_machine(results)
+    here = {"cpu": cpu_name(), **numerics.state()}
+    print(f"committed results made on: {made_on or 'not recorded'}")
+    print(f"this rerun made on:       {here}")
+    differences = reproduce.check(results, runs, args.tolerance)
+    for line in differences:
+        print(line)
+    tables = len(list(results.glob(reproduce.TABLES)))
+    if differences:
+        print(f"{len(differences)} differences beyond {args.tolerance:g} in {tables} tables of {results}")
+        return 1
+    print(f"all {tables} tables of {results} reproduced within {args.tolerance:g} by {runs}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fbifpn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -583,6 +605,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-render tables and figures from finished runs (make figures); never trains, fails instead",
     )
     p.set_defaults(func=cmd_notebooks)
+
+    p = sub.add_parser(
+        "check-results",
+        help="compare a rerun's tables (runs/<profile>/) with the committed results/<profile>/",
+    )
+    p.add_argument("--profile", default="demo", help="the profile whose results to compare (default: demo)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="how far a numeric cell may move (default 0: the same machine and threads give the same bits)",
+    )
+    p.set_defaults(func=cmd_check_results)
     for command in sub.choices.values():
         command.add_argument(
             "--debug", action="store_true", help="on an error, show the full traceback, not only the message"

@@ -259,11 +259,13 @@ def adjust(frame: pd.DataFrame, n_resamples: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------- tables
 
 
-def paired_table(frame: pd.DataFrame, cfg, reference: str = "full") -> str:
-    """`paired` as Markdown, with the protocol it was made under and the unit of each row."""
+def paired_table(frame: pd.DataFrame, cfg, reference: str = "full", selection: str | None = None) -> str:
+    """`paired` as Markdown, with the protocol it was made under and the unit of each row;
+    `selection` says how each run's model was chosen when it was not the val-chosen best.pt."""
     from fbifpn.engine.evaluate import describe_training
 
-    train_data, selection = describe_training(cfg), f"best validation {cfg.eval.select_on} of each run"
+    train_data = describe_training(cfg)
+    selection = selection or f"best validation {cfg.eval.select_on} of each run"
     seeds_level = (frame["level"] == ACROSS_SEEDS).any()
     families = frame.drop_duplicates("test")
     units = "; ".join(f"{r.test}: {_units(r)}" for r in families.itertuples())

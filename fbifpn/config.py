@@ -216,6 +216,10 @@ class TrainConfig:
     # and the same whatever an epoch holds, plus the last step; the checkpoint is chosen over all of
     # them, and metrics.jsonl's val records are the learning curve.
     val_every: NonNegativeInt = 0
+    val_frames: NonNegativeInt = 0  # frames of each val video (0: data.frames_per_video)
+    # Steps after which the weights are kept as step-<N>.pt besides last.pt and best.pt: one run
+    # gives the models of several budgets (the budget curve of notebook 08).
+    keep_steps: tuple[AtLeastOne, ...] = ()
 
 
 @dataclass
@@ -226,7 +230,12 @@ class EvalConfig:
     # resamples of video families for each evaluation's 95 % intervals (0: none; fewer than 100 leave
     # the interval's ends to a handful of draws)
     bootstrap: Annotated[int, OffOrRange(100)] = 1000
-    select_on: Literal["video_auc", "frame_auc", "loss"] = "video_auc"  # best checkpoint, on val only
+    # The best checkpoint, on val only: the higher AUC, an equal one broken by the lower val loss (a
+    # saturated val AUC still chooses); or the lower val loss (the classifier's frame log loss)
+    select_on: Literal["video_auc", "frame_auc", "loss"] = "video_auc"
+    # the calibrated probability `detect` reports, fitted on the chosen checkpoint's val videos:
+    # Platt scaling moves shifted scores, which a temperature cannot (notebook 07 compares all three)
+    calibration: Literal["platt", "isotonic", "temperature"] = "platt"
 
 
 @dataclass
@@ -242,6 +251,7 @@ class BudgetConfig:
     gradcam: NonNegativeInt = 0
     explorer: NonNegativeInt = 0
     robustness: NonNegativeInt = 0
+    budget_curve: NonNegativeInt = 0
 
 
 @dataclass
@@ -265,6 +275,11 @@ class NotebooksConfig:
     # not run. With curve_steps, both protocols are trained again that long, for their learning curves.
     protocol_steps: NonNegativeInt = 0
     curve_steps: NonNegativeInt = 0
+    # Notebook 08 (make curve): each budget variant, for each budget seed, trained once for the
+    # largest of budget_steps, its weights kept at every budget and tested there (empty: not run)
+    budget_variants: tuple[VariantName, ...] = ("full", "backbone_only")
+    budget_seeds: tuple[int, ...] = (0, 1, 2)
+    budget_steps: tuple[AtLeastOne, ...] = ()
     # Notebook 05: frames of each test fake video (with a mask) that the localisation scores use.
     gradcam_frames: AtLeastOne = 8
     # Notebook 07: the perturbations of DeeperForensics-1.0 at their levels, on `robustness_videos`

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fbifpn import atomic
-from fbifpn.calibration import calibrated, temperature_of
+from fbifpn.calibration import apply, checked, temperature_of
 from fbifpn.data.cache import synthetic_prep_options
 from fbifpn.data.dataset import model_input
 from fbifpn.data.faces import Face, FaceDetector, PrecomputedDetector, SidecarError, make_detector
@@ -102,6 +102,33 @@ def training_crops(saved: dict, cfg, path: Path) -> tuple[PrepOptions, str]:
     return PrepOptions(), "defaults"
 
 
+def calibration_of(saved: dict, method: str) -> dict | None:
+    """The checkpoint's calibration map of `method` (`eval.calibration`); for a checkpoint saved
+    before it held Platt and isotonic maps, its temperature (said so); None when it holds neither."""
+    stored = checked((saved.get("calibrations") or {}).get(method))
+    if stored is not None:
+        return stored
+    temperature = temperature_of(saved)
+    if temperature is None:
+        return None
+    if method != "temperature":
+        warnings.warn(
+            f"the checkpoint holds no {method} calibration (saved before checkpoints held one): its "
+            "probabilities use its temperature instead",
+            stacklevel=3,
+        )
+    return {"method": "temperature", "temperature": temperature}
+
+
+def video_probability(entry: dict, calibration: dict) -> float:
+    """A temperature acts on face logits, so the video's probability aggregates its faces' as the
+    score does; Platt and isotonic maps were fitted on video scores and map the video's score."""
+    if calibration["method"] != "temperature":
+        return float(apply(calibration, [entry["score"]])[0])
+    maxima = [max(f["probability"] for f in r["faces"]) for r in entry["frames"] if r["faces"]]
+    return float(np.mean(maxima))
+
+
 class FaceScorer:
     """A checkpoint, ready to cut and score faces as its training and `eval` did."""
 
@@ -113,7 +140,7 @@ class FaceScorer:
             self.model.to(memory_format=torch.channels_last)
         self.device = device
         self.threshold = float(saved.get("threshold", 0.5))
-        self.temperature = temperature_of(saved)  # None: older checkpoints, scores uncalibrated
+        self.calibration = calibration_of(saved, self.cfg.eval.calibration)  # None: uncalibrated
         self.prep_options, source = training_crops(saved, self.cfg, checkpoint)
         geometry = {k: getattr(self.prep_options, k) for k in CROP_GEOMETRY}
         if source == "defaults":
@@ -131,7 +158,7 @@ class FaceScorer:
             "variant": self.cfg.model.variant,
             "backbone": self.cfg.model.backbone.name,
             "val_threshold": self.threshold,
-            "temperature": self.temperature,
+            "calibration": self.calibration,
             "crop": geometry | {"source": source},
         }
 
@@ -238,16 +265,14 @@ def detect_file(
             entry["reason"] = "no face found"
         else:
             entry["fake"] = entry["score"] >= scorer.threshold
-            if scorer.temperature is not None:
-                # the video's probability aggregates the faces' like the score does (calibration is
-                # monotone, so the same face is each frame's maximum)
-                for face in (f for r in entry["frames"] for f in r["faces"]):
-                    face["probability"] = float(calibrated(face["score"], scorer.temperature))
-                entry["probability"] = float(
-                    np.mean(
-                        [max(f["probability"] for f in r["faces"]) for r in entry["frames"] if r["faces"]]
-                    )
-                )
+            if scorer.calibration is not None:
+                faces = [f for r in entry["frames"] for f in r["faces"]]
+                for face, p in zip(
+                    faces, apply(scorer.calibration, [f["score"] for f in faces]), strict=True
+                ):
+                    face["probability"] = float(p)
+                entry["probability"] = video_probability(entry, scorer.calibration)
+                entry["calibration"] = scorer.calibration["method"]
     except Exception as e:  # noqa: BLE001 - one bad file must not end the batch; its reason is kept
         entry["error"] = f"{type(e).__name__}: {e}"
         entry["score"] = None

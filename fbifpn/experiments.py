@@ -141,10 +141,13 @@ def beta_of(checkpoint: Path, beta: float | None = None) -> float:
 
 def evaluation_dir(checkpoint: Path, name: str, beta: float | None = None, split: str = "test") -> Path:
     """Where `evaluation` writes: `<checkpoint's folder>/eval-<name>`, `-beta<b>` added for b > 0 and
-    `-<split>` for a split other than test."""
+    `-<split>` for a split other than test; a checkpoint other than best.pt (a kept step's) prefixes
+    its own name, so that the models of one run folder never share an evaluation."""
     b = beta_of(checkpoint, beta)
     suffix = (f"-beta{b:g}" if b else "") + (f"-{split}" if split != "test" else "")
-    return Path(checkpoint).parent / f"eval-{name}{suffix}"
+    checkpoint = Path(checkpoint)
+    prefix = "" if checkpoint.name == "best.pt" else f"{checkpoint.stem}-"
+    return checkpoint.parent / f"{prefix}eval-{name}{suffix}"
 
 
 def evaluation(
@@ -464,7 +467,14 @@ def learning_curve(run_dir: Path) -> pd.DataFrame:
         raise ValueError(f"{path}: no validation record yet")
     # a run resumed from an earlier step checkpoint validates those steps again: the later one counts
     val = val.drop_duplicates("step", keep="last").sort_values("step")
-    return val[["step", "epoch", "frame_auc", "video_auc"]].reset_index(drop=True)
+    columns = [
+        "step",
+        "epoch",
+        "frame_auc",
+        "video_auc",
+        *(["loss"] if "loss" in val else []),
+    ]  # loss: since v5
+    return val[columns].reset_index(drop=True)
 
 
 def trained_steps(checkpoint: Path) -> int:
@@ -698,6 +708,98 @@ def per_method_table(reports: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(table).T.rename_axis("test")
 
 
+# --------------------------------------------------------------------------- the budget curve
+
+
+def budget_curve(cfg: Config, root: Path, test_sets: dict[str, Path], progress: bool = True) -> pd.DataFrame:
+    """Each variant of `cfg.notebooks.budget_variants`, for each of its `budget_seeds`, trained once
+    for the largest of `budget_steps` (its LR schedule spans them all) with the weights kept after
+    every budget; each kept model tested on every set of `test_sets`. One row per variant, seed,
+    budget and test set, in `ablation`'s columns."""
+    from fbifpn.engine.train import kept_path
+
+    book = cfg.notebooks
+    rows = []
+    for variant in book.budget_variants:
+        for seed in book.budget_seeds:
+            run_cfg = with_overrides(
+                with_steps(cfg, max(book.budget_steps)),
+                {"model.variant": variant, "train.seed": seed, "train.keep_steps": list(book.budget_steps)},
+            )
+            run = trained(run_cfg, Path(root) / f"{variant}-seed{seed}", progress, "08_budget_curve").run_dir
+            for steps in book.budget_steps:
+                checkpoint = kept_path(run, steps)
+                weights = level_weights(checkpoint)
+                for name, manifest in test_sets.items():
+                    report = evaluation(checkpoint, name, manifest, beta=0.0, progress=progress)
+                    rows.append(
+                        {
+                            "variant": variant,
+                            "seed": seed,
+                            "steps": steps,
+                            "test": name,
+                            **metrics_row(report),
+                            "level_weights": weights,
+                            "checkpoint": str(checkpoint),
+                            "scores": str(evaluation_dir(checkpoint, name, 0.0) / "scores.csv"),
+                            "beta": 0.0,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+AT_STEPS = " @ "  # "synth-ff @ 90": one test set at one budget, as the paired tests' `test`
+
+
+def paired_over_budgets(scores: pd.DataFrame, reference: str, n_resamples: int) -> pd.DataFrame:
+    """`comparisons.paired` of every variant against `reference` at each budget (`steps`) and test
+    set, all budgets' rows adjusted together (Holm over the whole table); `steps` and `test` apart."""
+    from fbifpn.comparisons import paired
+
+    at = scores.assign(test=scores["test"] + AT_STEPS + scores["steps"].astype(str))
+    rows = paired(at, reference=reference, n_resamples=n_resamples)
+    split = rows["test"].str.split(AT_STEPS, regex=False)
+    return rows.assign(test=split.str[0], steps=split.str[1].astype(int))
+
+
+def level_weight_bound(cfg: Config, steps: int, total: int, levels: int = 4) -> tuple[float, float]:
+    """How far from uniform the normalised level weights v_l can be after `steps` of a run of `total`:
+    AdamW moves a parameter by about its learning rate per step at most, so each raw weight (all 1 at
+    the start) stays within d = sum of the learning rates so far, and v_l within
+    [(1 - d) / (1 - d + (levels - 1)(1 + d)), (1 + d) / (1 + d + (levels - 1) max(0, 1 - d))]."""
+    from fbifpn.engine.optim import lr_factor
+
+    d = cfg.optim.lr * sum(lr_factor(s, total, cfg.optim) for s in range(steps))
+    low = max(0.0, 1 - d) / (max(0.0, 1 - d) + (levels - 1) * (1 + d))
+    high = (1 + d) / (1 + d + (levels - 1) * max(0.0, 1 - d))
+    return low, high
+
+
+def level_weight_trajectory(curve: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """The full model's v_l at each budget (mean and range over seeds), beside the bound the
+    learning rates allow: one row per budget and level."""
+    full = curve[curve["level_weights"].notna()].drop_duplicates(["variant", "seed", "steps"])
+    total = int(curve["steps"].max())
+    rows = []
+    for steps, at in full.groupby("steps"):
+        weights = np.array([list(w) for w in at["level_weights"]])
+        low, high = level_weight_bound(cfg, int(steps), total, weights.shape[1])
+        for level in range(weights.shape[1]):
+            column = weights[:, level]
+            rows.append(
+                {
+                    "steps": int(steps),
+                    "level": f"P{level + 2}",
+                    "mean": column.mean(),
+                    "min": column.min(),
+                    "max": column.max(),
+                    "bound_low": low,
+                    "bound_high": high,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- calibration
 
 
@@ -735,6 +837,10 @@ def calibration_inputs(
 
 __all__ = [
     "ablation",
+    "budget_curve",
+    "level_weight_bound",
+    "level_weight_trajectory",
+    "paired_over_budgets",
     "goals",
     "learning_curve",
     "learning_curves_of",

@@ -253,21 +253,19 @@ def perturbation_grid(crops, track, frame: int, kinds, levels=(1, 3, 5), seed: i
     return fig
 
 
-def reliability_diagrams(sets: dict, temperature: float):
-    """Frame-level reliability diagram of each set (name -> frame scores), raw and at `temperature`,
-    with each curve's expected calibration error in its label."""
+def reliability_diagrams(sets: dict, maps: dict[str, dict]):
+    """Video-level reliability diagram of each set (name -> frame scores), raw and under each
+    calibration map of `maps` (fitted on val), with each curve's expected calibration error."""
     import matplotlib.pyplot as plt
 
-    from fbifpn.calibration import calibrated, expected_calibration_error, reliability
+    from fbifpn.calibration import expected_calibration_error, reliability, video_probabilities
 
     fig, axes = plt.subplots(1, len(sets), figsize=(3.1 * len(sets), 3.2), sharey=True, squeeze=False)
     for ax, (name, frames) in zip(axes[0], sets.items(), strict=True):
-        for label, p in (
-            ("raw", frames["score"]),
-            (f"T = {temperature:.2f}", calibrated(frames["score"], temperature)),
-        ):
-            curve = reliability(frames["label"], p)
-            ece = expected_calibration_error(frames["label"], p)
+        for label, calibration in {"raw": None, **maps}.items():
+            videos = video_probabilities(frames, calibration)
+            curve = reliability(videos["label"], videos["probability"])
+            ece = expected_calibration_error(videos["label"], videos["probability"])
             ax.plot(
                 curve["confidence"],
                 curve["frequency"],
@@ -279,5 +277,60 @@ def reliability_diagrams(sets: dict, temperature: float):
         ax.set(title=name, xlabel="predicted probability of fake", xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=7, loc="upper left")
     axes[0, 0].set_ylabel("observed fraction of fakes")
+    fig.tight_layout()
+    return fig
+
+
+def budget_curve(paired, trajectory):
+    """Left, one panel per test set: the seed-level ΔAUC (variant - reference) against the training
+    budget with its 95 % interval, a star where the Holm-adjusted verdict is significant. Right: the
+    full model's level weights v_l at each budget (mean over seeds, bars their range) inside the band
+    that the learning rates allow."""
+    import matplotlib.pyplot as plt
+
+    from fbifpn.comparisons import verdict_rows
+
+    verdicts = verdict_rows(paired)
+    tests = list(dict.fromkeys(verdicts["test"]))
+    fig, axes = plt.subplots(1, len(tests) + 1, figsize=(3.0 * (len(tests) + 1), 3.0), squeeze=False)
+    for ax, test in zip(axes[0], tests, strict=False):
+        for k, (variant, rows) in enumerate(
+            verdicts[verdicts["test"] == test].groupby("variant", sort=False)
+        ):
+            rows = rows.sort_values("steps")
+            ax.errorbar(
+                rows["steps"],
+                rows["delta"],
+                yerr=[rows["delta"] - rows["low"], rows["high"] - rows["delta"]],
+                fmt="o-",
+                color=f"C{k}",
+                capsize=3,
+                label=variant,
+            )
+            starred = rows[rows["verdict"].str.startswith("significant")]
+            ax.scatter(starred["steps"], starred["high"] + 0.01, marker="*", color="black", s=30)
+        ax.axhline(0, color="0.6", lw=0.8, zorder=0)
+        ax.set(xscale="log", title=test, xlabel="training steps", ylabel="ΔAUC (seed-level, 95 % CI)")
+        ax.set_xticks(
+            sorted(verdicts["steps"].unique()), [str(s) for s in sorted(verdicts["steps"].unique())]
+        )
+        ax.legend(fontsize=7)
+    ax = axes[0, -1]
+    for k, (level, rows) in enumerate(trajectory.groupby("level", sort=True)):
+        ax.errorbar(
+            rows["steps"],
+            rows["mean"],
+            yerr=[rows["mean"] - rows["min"], rows["max"] - rows["mean"]],
+            fmt="o-",
+            color=f"C{k}",
+            capsize=2,
+            label=level,
+        )
+    bound = trajectory.drop_duplicates("steps").sort_values("steps")
+    ax.fill_between(bound["steps"], bound["bound_low"], bound["bound_high"], color="0.85", label="lr bound")
+    ax.set(xscale="log", title="level weights v_l (full)", xlabel="training steps", ylabel="v_l")
+    ax.set_xticks(list(bound["steps"]), [str(s) for s in bound["steps"]])
+    ax.minorticks_off()
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

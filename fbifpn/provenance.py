@@ -25,7 +25,7 @@ def environment(device: torch.device | str) -> dict:
     import numpy
     import timm
 
-    from fbifpn import __version__
+    from fbifpn import __version__, numerics
 
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
@@ -33,6 +33,7 @@ def environment(device: torch.device | str) -> dict:
         "device": f"{device.type}: {name}",
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "numerics": numerics.state(),
         "versions": {
             "fbifpn": __version__,
             "torch": torch.__version__,

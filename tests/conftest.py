@@ -8,6 +8,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # same either way: only how waiting threads wait changes.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# First: fbifpn pins the math libraries' code paths (fbifpn/numerics.py) before torch loads.
+import fbifpn  # noqa: E402, F401, I001
+
+# isort: split
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402

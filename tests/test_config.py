@@ -103,26 +103,31 @@ def _ranged_keys(cls, prefix=""):
             continue
         for option in typing.get_args(tp) if typing.get_origin(tp) is not typing.Annotated else [tp]:
             if typing.get_origin(option) is typing.Annotated:
-                yield f"{prefix}{f.name}", next(a for a in typing.get_args(option) if isinstance(a, Range))
+                bound = next(a for a in typing.get_args(option) if isinstance(a, Range))
+                # a tuple of ranged values (train.keep_steps) is given as a list of one
+                yield f"{prefix}{f.name}", bound, typing.get_origin(tp) is tuple
 
 
 RANGED = list(_ranged_keys(__import__("fbifpn.config", fromlist=["Config"]).Config))
 
 
 def test_sizes_counts_and_rates_have_declared_ranges():
-    keys = {k for k, _ in RANGED}
+    keys = {k for k, _, _ in RANGED}
     assert {"data.image_size", "model.neck.width", "train.epochs", "train.batch_size"} <= keys
     assert {"train.log_every", "optim.accum_steps", "eval.batch_size", "optim.lr"} <= keys
 
 
-@pytest.mark.parametrize(("key", "bound"), RANGED, ids=[k for k, _ in RANGED])
-def test_a_value_out_of_range_names_the_key(key, bound):
+@pytest.mark.parametrize(("key", "bound", "listed"), RANGED, ids=[k for k, _, _ in RANGED])
+def test_a_value_out_of_range_names_the_key(key, bound, listed):
     below = bound.low if bound.low_open else bound.low - 1
-    with pytest.raises(ConfigError, match=re.escape(key) + ": .* out of range"):
-        load_config("smoke", {key: below})
+    wrap = (lambda v: [v]) if listed else (lambda v: v)
+    with pytest.raises(
+        ConfigError, match=re.escape(key) + (r"\[0\]" if listed else "") + ": .* out of range"
+    ):
+        load_config("smoke", {key: wrap(below)})
     if bound.high is not None:
         with pytest.raises(ConfigError, match="out of range"):
-            load_config("smoke", {key: bound.high + 1})
+            load_config("smoke", {key: wrap(bound.high + 1)})
         if bound.high_open:  # the bound itself is outside (an EMA decay of 1 never moves)
             with pytest.raises(ConfigError, match="out of range"):
                 load_config("smoke", {key: bound.high})
@@ -142,7 +147,7 @@ def test_yaml_errors_name_the_profile(tmp_path):
 
 def test_a_profile_extends_another_and_states_only_what_differs(tmp_path):
     demo, study = load_config("demo"), load_config("study")
-    assert study.profile == "study" and study.notebooks.ablation_seeds == (0, 1, 2)
+    assert study.profile == "study" and study.notebooks.ablation_seeds == (0, 1, 2, 3, 4)
     assert study.notebooks.curve_steps > 0 and len(study.notebooks.cross_manipulation) == 4
     assert study.notebooks.budget_s.gradcam == demo.notebooks.budget_s.gradcam  # merged, not replaced
     assert (study.model, study.data, study.eval) == (demo.model, demo.data, demo.eval)

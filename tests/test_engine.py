@@ -108,7 +108,8 @@ def test_val_every_validates_on_its_schedule_and_chooses_over_it(smoke_manifest,
     assert per_epoch % 4 and steps == sorted({*range(4, 2 * per_epoch + 1, 4), 2 * per_epoch})
     logged = [json.loads(line) for line in (tmp_path / "whole/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if r["kind"] == "val"] == steps
-    best = max(whole.history, key=lambda r: r["video_auc"])  # the first of equals wins, as in fit
+    # the highest AUC; among equal ones the lowest val loss; among equal both the first, as in fit
+    best = min(whole.history, key=lambda r: (-round(r["video_auc"], 12), r["loss"], r["step"]))
     assert whole.best_step == best["step"] and whole.best_metric == best["video_auc"]
     assert ckpt.load(tmp_path / "whole/best.pt")["best_step"] == best["step"]
     # validating more often chooses among more checkpoints but trains exactly the same weights
@@ -520,3 +521,53 @@ def test_data_is_made_by_rank_0_alone_and_its_failure_stops_every_rank(tmp_path)
     assert r0["calls"] == [0] and r1["calls"] == [] and r0["shared"] == r1["shared"] == "made by 0"
     assert r0["failure"].startswith("ZeroDivisionError")
     assert r1["failure"].startswith("RuntimeError: rank 0 failed") and "ZeroDivisionError" in r1["failure"]
+
+
+def test_an_sbi_run_validates_on_self_blended_val_reals_and_reads_no_fake_video(
+    smoke_manifest, tmp_path, monkeypatch
+):
+    """Under train.fakes=sbi no dataset fake is read, in training or in the validations that choose
+    the checkpoint; val's fakes are self-blended from val's reals, the same at every validation. The
+    kept steps' weights are saved beside last.pt, and best.pt carries the calibration maps."""
+    read = []
+    real_read = dataset_module.FrameDataset.read
+    monkeypatch.setattr(
+        dataset_module.FrameDataset, "read", lambda self, row: read.append(row) or real_read(self, row)
+    )
+    cfg = load_config("smoke", QUICK + ["train.fakes=sbi", "train.val_every=2", "train.keep_steps=[2,6]"])
+    result = fit(cfg, smoke_manifest, tmp_path / "run", progress=False)
+    assert read and all(row["label"] == 0 for row in read)  # not one fake video's crop opened
+    frames = load_manifest(smoke_manifest)
+    val_reals = frames[(frames.split == "val") & (frames.label == 0)].video_id.nunique()
+    assert all(r["videos"] == 2 * val_reals for r in result.history)  # each real and its blend
+    assert all(0 < r["loss"] < 10 for r in result.history)
+    assert result.steps == 6  # SBI: 3 per epoch; step 6 is the last, kept by close_epoch
+    for step in (2, 6):
+        assert ckpt.load(tmp_path / f"run/step-{step}.pt")["step"] == step
+    saved = ckpt.load(tmp_path / "run/best.pt")
+    assert set(saved["calibrations"]) == {"platt", "isotonic"}
+    assert saved["best_loss"] == next(r["loss"] for r in result.history if r["step"] == saved["best_step"])
+
+
+def test_the_same_sbi_val_fakes_come_at_every_validation(smoke_manifest):
+    from fbifpn.engine.train import validation_set
+
+    cfg = load_config("smoke", ["train.fakes=sbi", "train.seed=5"])
+    val = validation_set(load_manifest(smoke_manifest), cfg, (0.5,) * 3, (0.5,) * 3)
+    first = [val[i]["image"] for i in range(len(val))]
+    val.set_epoch(3)  # a later validation: the same blends (a fixed seed, not the run's)
+    assert all(torch.equal(a, val[i]["image"]) for i, a in enumerate(first))
+    assert {val[i]["video_id"].endswith("/sbi") for i in range(len(val))} == {True, False}
+
+
+def test_selection_breaks_a_saturated_auc_by_the_val_loss():
+    from fbifpn.engine.train import TrainState, improves
+
+    state = TrainState(best=1.0, best_loss=0.30)
+    assert improves({"video_auc": 1.0, "loss": 0.20}, state, "video_auc")  # same AUC, lower loss
+    assert not improves({"video_auc": 1.0, "loss": 0.40}, state, "video_auc")
+    assert not improves({"video_auc": 0.99, "loss": 0.01}, state, "video_auc")  # the AUC comes first
+    assert improves({"video_auc": 1.0 - 1e-15, "loss": 0.2}, state, "video_auc")  # equal to 12 decimals
+    assert improves({"video_auc": 0.5, "loss": 0.2}, TrainState(), "video_auc")  # the first validation
+    assert improves({"video_auc": 0.5, "loss": 0.2}, state, "loss")  # on the loss alone
+    assert not improves({"video_auc": float("nan"), "loss": 0.1}, state, "video_auc")

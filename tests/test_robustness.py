@@ -188,28 +188,74 @@ def frames_of(scores, labels, prefix="v"):
     )
 
 
-def test_travel_reports_ece_before_and_after_and_both_thresholds():
+def test_travel_reports_ece_raw_and_under_each_map_fitted_on_val_and_both_thresholds():
     rng = np.random.default_rng(0)
-    y = np.r_[np.zeros(50), np.ones(50)].astype(int)
-    overconfident = 1 / (1 + np.exp(-(rng.normal(size=100) + 2 * y - 1) * 4))
-    val, test = frames_of(overconfident, y), frames_of(overconfident[::-1], y[::-1], "t")
-    t = cal.fit_temperature(val["label"], val["score"])
-    table = cal.travel(val, {"test": test}, t, 0.5)
-    assert list(table["set"]) == ["val", "test"] and t > 1
-    row = table.iloc[0]
-    assert row["frame_nll_calibrated"] <= row["frame_nll_raw"]
-    assert row["accuracy_at_val_threshold"] == cal.rates_at(y, overconfident, 0.5)["accuracy"]
-    # every set is calibrated with the temperature given (val's), never one refitted on itself
-    shifted = frames_of(1 / (1 + np.exp(-(rng.normal(size=100) + y - 0.5))), y, "s")
-    row = cal.travel(val, {"shifted": shifted}, t, 0.5).iloc[1]
-    assert row["frame_ece_calibrated"] == cal.expected_calibration_error(
-        y, cal.calibrated(shifted["score"], t)
+    y = np.r_[np.zeros(60), np.ones(60)].astype(int)
+    shifted = 1 / (1 + np.exp(-(rng.normal(size=120) + 2 * y + 1.5)))  # every score pushed up: reals near 0.8
+    again = 1 / (1 + np.exp(-(rng.normal(size=120) + 2 * y + 1.5)))  # the same shift, other videos
+    val, test = frames_of(shifted, y), frames_of(again, y, "t")
+    maps = cal.fitted_maps(val, cal.fit_temperature(val["label"], val["score"]))
+    table = cal.travel(val, {"test": test}, maps, 0.5, n_resamples=200)
+    assert list(table["set"]) == ["val", "test"]
+    row = table.iloc[1]
+    for label in ("raw", "temperature", "platt", "isotonic"):
+        # BCa may leave a biased statistic's estimate just outside; the interval is there and ordered
+        assert 0 <= row[f"video_ece_{label}_low"] < row[f"video_ece_{label}_high"] <= 1
+    # a temperature cannot move a shifted score; Platt's bias and isotonic regression can
+    assert (
+        row["video_ece_platt"] < 0.5 * row["video_ece_raw"]
+        and row["video_ece_isotonic"] < row["video_ece_raw"]
+    )
+    assert row["video_ece_temperature"] > 0.5 * row["video_ece_raw"]
+    assert row["accuracy_at_val_threshold"] == cal.rates_at(y, again, 0.5)["accuracy"]
+    # every set is calibrated with the maps given (val's), never ones refitted on itself
+    other = frames_of(1 / (1 + np.exp(-(rng.normal(size=120) + y - 0.5))), y, "s")
+    row = cal.travel(val, {"other": other}, maps, 0.5, n_resamples=200).iloc[1]
+    assert row["video_ece_platt"] == cal.expected_calibration_error(
+        y, cal.apply(maps["platt"], other["score"])
     )
     from fbifpn.metrics import choose_threshold, video_scores
 
-    videos = video_scores(shifted)
+    videos = video_scores(other)
     best = choose_threshold(videos["label"], videos["score"])
     assert row["threshold_at_own_threshold"] == best and row["threshold_at_val_threshold"] == 0.5
+
+
+def test_platt_and_isotonic_maps_are_scikit_learns_models_applied():
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    y = (rng.uniform(size=200) < 0.5).astype(int)
+    s = 1 / (1 + np.exp(-(rng.normal(size=200) + 2 * y)))
+    probe = np.linspace(0.0, 1.0, 41)
+    platt = LogisticRegression(C=np.inf).fit(cal.logits(s)[:, None], y)
+    assert np.allclose(
+        cal.apply(cal.fit("platt", y, s), probe), platt.predict_proba(cal.logits(probe)[:, None])[:, 1]
+    )
+    iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(s, y)
+    assert np.allclose(cal.apply(cal.fit("isotonic", y, s), probe), iso.predict(probe))
+    assert cal.apply(cal.fit("temperature", y, s), probe) == pytest.approx(
+        cal.calibrated(probe, cal.fit_temperature(y, s))
+    )
+    for method in cal.CALIBRATIONS:  # one class: the identity, not an error
+        assert cal.apply(cal.fit(method, [1, 1], [0.2, 0.9]), [0.3]) == pytest.approx([0.3])
+    with pytest.raises(ValueError, match="unknown method 'beta'"):
+        cal.fit("beta", y, s)
+    with pytest.warns(UserWarning, match="cannot be used"):
+        assert cal.checked({"method": "platt", "slope": "x"}) is None
+
+
+def test_ece_interval_is_the_ece_with_families_resampled():
+    rng = np.random.default_rng(4)
+    y = np.r_[np.zeros(40), np.ones(40)].astype(int)
+    families = np.arange(80) % 8  # 8 families of 10, each miscalibrated its own way
+    p = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.15, 8)[families] + rng.normal(0, 0.02, 80), 0, 1)
+    videos = cal.ece_interval(y, p, n_resamples=300)
+    assert videos["ece"] == cal.expected_calibration_error(y, p) and videos["unit"] == "video"
+    assert videos["low"] <= videos["ece"] <= videos["high"]
+    clustered = cal.ece_interval(y, p, families, n_resamples=300)
+    assert clustered["units"] == 8 and clustered["high"] - clustered["low"] > videos["high"] - videos["low"]
 
 
 # --------------------------------------------------------------------------- paired AUC over conditions

@@ -275,19 +275,45 @@ def test_demo_test_splits_have_power_and_leave_train_and_val_as_they_were():
     _, dfdc = PLANS["synth-dfdc"](demo, 0)
     rows = dfdc["test/labels.csv"].strip().split("\n")[1:]
     assert len(rows) >= 150 and sum(r.endswith(",0") for r in rows) >= 50
-    without = dataclasses.replace(demo, ff_extra_test_pairs=0, cdf_extra_test_celebs=0, dfdc_test_reals=10)
+    without = dataclasses.replace(
+        demo, ff_extra_test_pairs=0, cdf_extra_test_celebs=0, dfdc_test_reals=10, ff_extra_val_pairs=0
+    )
     for name, plan in PLANS.items():
         small_jobs, small_files = plan(without, 0)
         jobs, files = plan(demo, 0)
         assert jobs[: len(small_jobs)] == small_jobs, name
         for key in small_files:
-            if key in ("splits/test.json", "List_of_testing_videos.txt", "test/labels.csv"):
+            if key in (
+                "splits/test.json",
+                "splits/val.json",
+                "List_of_testing_videos.txt",
+                "test/labels.csv",
+            ):
                 continue
-            assert files[key] == small_files[key], (name, key)  # train and val lists unchanged
-    train_val = {v for k in ("train", "val") for pair in ff[f"splits/{k}.json"] for v in pair}
-    assert train_val == {
-        v
-        for k in ("train", "val")
-        for pair in PLANS["synth-ff"](without, 0)[1][f"splits/{k}.json"]
-        for v in pair
-    }
+            assert files[key] == small_files[key], (name, key)  # the train list unchanged
+    assert ff["splits/train.json"] == PLANS["synth-ff"](without, 0)[1]["splits/train.json"]
+
+
+def test_version_5_adds_val_only_identities_and_leaves_train_and_test_as_they_were():
+    """At demo size synth-ff val holds >= 100 videos, >= 50 of them real, so that it can still tell
+    checkpoints apart; the identities added for it come after every other, so version 4's plan (the
+    same size without them) is a prefix of the jobs, and its train and test lists are unchanged."""
+    import dataclasses
+
+    from fbifpn.data.synthetic.generate import PLANS, SIZES
+
+    demo = SIZES["demo"]
+    v4 = dataclasses.replace(demo, ff_extra_val_pairs=0)
+    jobs, files = PLANS["synth-ff"](demo, 0)
+    old_jobs, old_files = PLANS["synth-ff"](v4, 0)
+    assert jobs[: len(old_jobs)] == old_jobs  # every train and test video is filmed as before
+    assert files["splits/train.json"] == old_files["splits/train.json"]
+    assert files["splits/test.json"] == old_files["splits/test.json"]
+    val = [v for pair in files["splits/val.json"] for v in pair]
+    assert len(val) >= 50 and len(val) * 5 >= 100  # each real with its four fakes
+    assert files["splits/val.json"][: len(old_files["splits/val.json"])] == old_files["splits/val.json"]
+    new = set(val) - {v for pair in old_files["splits/val.json"] for v in pair}
+    others = {v for k in ("train", "test") for pair in files[f"splits/{k}.json"] for v in pair}
+    assert new and not new & others  # val-only: in no other split
+    named = {job.identity for job in jobs[len(old_jobs) :]}
+    assert {f"{i:03d}" for i in named} == new  # one new job per new val identity, nothing else

@@ -56,6 +56,9 @@ def model_input(crop: np.ndarray, image_size: int, mean, std) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
+SBI_SUFFIX = "/sbi"  # the video id of the self-blended fakes made from a real video's crops
+
+
 @dataclass(frozen=True)
 class Augment:
     """Training augmentations; each applies with its probability to image and mask alike."""
@@ -160,7 +163,7 @@ class FrameDataset(torch.utils.data.Dataset):
 
     def load(self, row: pd.Series, index: int = 0, sbi: bool = False) -> dict:
         """One crop of the manifest as a sample (augmented when training, SBI-blended when `sbi`)."""
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, self.epoch if self.train else 0, index])  # eval: fixed
         image = self.read(row)
         if image is None:
             row, image = self._readable_neighbour(row)
@@ -185,7 +188,8 @@ class FrameDataset(torch.utils.data.Dataset):
             "label": torch.tensor(label, dtype=torch.float32),
             "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
             "has_mask": torch.tensor(has_mask),
-            "video_id": row["video_id"],
+            # a self-blended fake is a video of its own: scored apart from the real it was made of
+            "video_id": f"{row['video_id']}{SBI_SUFFIX}" if sbi else row["video_id"],
             "frame_idx": int(row["frame_idx"]),
             "face_idx": int(row["face_idx"]),
             "dataset": row["dataset"],

@@ -53,6 +53,7 @@ RESUME_INDEPENDENT = frozenset(
         "eval.bootstrap",
         "eval.frames_per_video",
         "eval.tta_flip",
+        "eval.calibration",
     }
 )  # and everything under notebooks.
 

@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from fbifpn import atomic, metrics
-from fbifpn.calibration import fit_temperature
+from fbifpn import atomic, calibration, metrics
+from fbifpn.calibration import fit_temperature, nll
 from fbifpn.config import Config, ConfigError
 from fbifpn.data.dataset import FrameDataset
 from fbifpn.data.manifest import load_manifest
@@ -73,11 +73,15 @@ class TrainState:
     batch: int = 0  # micro-batches of this epoch already trained
     step: int = 0  # optimiser steps
     best: float = -math.inf  # the best `eval.select_on` on val so far
+    best_loss: float = math.inf  # the val loss of that checkpoint: it breaks ties of a saturated AUC
     best_epoch: int = -1
     best_step: int = -1
     threshold: float = 0.5  # the decision threshold val chose with the best checkpoint
     # fitted on the best checkpoint's val frame scores (fbifpn.calibration); None in older checkpoints
     temperature: float | None = None
+    # Platt and isotonic maps fitted on the best checkpoint's val video scores (fbifpn.calibration);
+    # `detect` reports the one `eval.calibration` names. None in older checkpoints
+    calibrations: dict | None = None
     history: list[dict] = field(default_factory=list)  # every validation's record
 
     @classmethod
@@ -209,14 +213,7 @@ def build_training(cfg: Config, manifest: Path | str, run_dir: Path, device: tor
     model = build_model(cfg).to(device)
     norm = {"mean": model.mean, "std": model.std}  # the backbone's own input normalisation
     train_set = training_set(frames, cfg, **norm)
-    val_set = FrameDataset(
-        frames,
-        cfg.data.image_size,
-        split="val",
-        frames_per_video=cfg.data.frames_per_video,
-        strict=cfg.data.strict,
-        **norm,
-    )
+    val_set = validation_set(frames, cfg, **norm)
     sampler = BalancedSampler(train_set, cfg.train.seed, rank, world)
     per_epoch = steps_per_epoch(len(sampler), cfg, world)
     if cfg.train.channels_last:
@@ -248,6 +245,26 @@ def build_training(cfg: Config, manifest: Path | str, run_dir: Path, device: tor
         autocast_dtype=autocast_dtype_of(cfg.train.precision),
         total_steps=total_steps,
         prep=asdict(options) if (options := recorded_options(manifest)) else None,
+    )
+
+
+VAL_SBI_SEED = 0  # every SBI run validates on the same self-blended fakes, whatever its own seed
+
+
+def validation_set(manifest: pd.DataFrame, cfg: Config, mean, std) -> FrameDataset:
+    """The val split that chooses the checkpoint. Under `train.fakes: sbi` its fakes are self-blended
+    from the val reals (fixed, the same at every validation) and no dataset fake is read: a run that
+    trains on no manipulation method must not have one choose its checkpoint either."""
+    return FrameDataset(
+        manifest,
+        cfg.data.image_size,
+        mean,
+        std,
+        split="val",
+        frames_per_video=cfg.train.val_frames or cfg.data.frames_per_video,
+        fakes="sbi" if cfg.train.fakes == "sbi" else "dataset",
+        seed=VAL_SBI_SEED,
+        strict=cfg.data.strict,
     )
 
 
@@ -424,6 +441,8 @@ def train_epoch(training: Training, state: TrainState, log: RunLog, progress: bo
         elif cfg.train.ckpt_every and state.step % cfg.train.ckpt_every == 0 and not last_step:
             log.close_window(state.step)
             save_checkpoint(training, training.last_path, state)
+        if state.step in cfg.train.keep_steps and not at_the_end:
+            save_checkpoint(training, kept_path(training.last_path.parent, state.step), state)
     bar.close()
     return state.batch >= len(batches)
 
@@ -496,7 +515,14 @@ def close_epoch(training: Training, state: TrainState, log: RunLog, epoch: int, 
     validated = bool(state.history) and state.history[-1]["step"] == state.step
     if on_schedule and not validated:
         validate_and_select(training, state, log, epoch)
+    if state.step in training.cfg.train.keep_steps:
+        save_checkpoint(training, kept_path(training.last_path.parent, state.step), state)
     save_checkpoint(training, training.last_path, state)
+
+
+def kept_path(run_dir: Path, step: int) -> Path:
+    """The weights after `step` steps, kept for `train.keep_steps`."""
+    return run_dir / f"step-{step}.pt"
 
 
 def validate_and_select(training: Training, state: TrainState, log: RunLog, epoch: int) -> None:
@@ -507,12 +533,30 @@ def validate_and_select(training: Training, state: TrainState, log: RunLog, epoc
     record = {"kind": "val", "step": state.step, "epoch": epoch, **val}
     log.write(record)
     state.history.append(record)
-    selected = val[training.cfg.eval.select_on]
-    if math.isfinite(selected) and selected > state.best:
-        state.best, state.best_epoch, state.best_step = selected, epoch, state.step
+    if improves(val, state, training.cfg.eval.select_on):
+        state.best, state.best_loss = val[training.cfg.eval.select_on], val["loss"]
+        state.best_epoch, state.best_step = epoch, state.step
         state.threshold = val["threshold"]
         state.temperature = fit_temperature(frames["label"], frames["score"])
+        videos = metrics.video_scores(frames)
+        state.calibrations = {
+            m: calibration.fit(m, videos["label"], videos["score"]) for m in ("platt", "isotonic")
+        }
         save_checkpoint(training, training.best_path, state)
+
+
+def improves(val: dict, state: TrainState, select_on: str) -> bool:
+    """Whether this validation beats the chosen checkpoint. On an AUC, a higher one wins and an
+    equal one (to 12 decimals: the same ranking counted another way) wins on a lower val loss, so a
+    val AUC that saturates at 1.000 still tells later steps apart; on the loss, a lower one wins."""
+    loss = val["loss"]
+    if select_on == "loss":
+        return math.isfinite(loss) and loss < state.best_loss
+    metric = val[select_on]
+    if not math.isfinite(metric):
+        return False
+    metric, best = round(metric, 12), round(state.best, 12) if math.isfinite(state.best) else state.best
+    return metric > best or (metric == best and math.isfinite(loss) and loss < state.best_loss)
 
 
 def save_checkpoint(training: Training, path: Path, state: TrainState) -> None:
@@ -649,6 +693,8 @@ def validate(model, loader, device, cfg: Config, autocast_dtype) -> tuple[dict, 
     frames = frames.drop_duplicates(["video_id", "frame_idx", "face_idx"])  # DistributedSampler pads
     videos = metrics.video_scores(frames)
     result = {
+        # the classifier's frame log loss: the tie-break of a saturated AUC, or the criterion itself
+        "loss": nll(frames["label"], frames["score"]) if frames["label"].nunique() == 2 else math.nan,
         "frame_auc": metrics.auc(frames["label"], frames["score"]),
         "video_auc": metrics.auc(videos["label"], videos["score"]),
         "video_ap": metrics.average_precision(videos["label"], videos["score"]),
@@ -712,6 +758,7 @@ __all__ = [
     "RunResult",
     "TrainState",
     "fit",
+    "kept_path",
     "open_run_dir",
     "train_step",
     "validate",

@@ -1,0 +1,82 @@
+"""One code path for the CPU math libraries, so that a number made here is the number made elsewhere.
+
+PyTorch (ATen's vectorised kernels), oneDNN (convolutions) and MKL (BLAS) each pick their kernels
+for the instruction set the CPU has, and an AVX-512 kernel sums in another order than an AVX2 one:
+the same training on two machines drifts apart within a few steps. Each library reads an
+environment variable when it loads that caps the instruction set it uses. `pin()` sets them all to
+AVX2, which every x86-64 machine this project runs on has, before torch is imported (the package
+calls it first thing), and fixes the thread count when `FBIFPN_THREADS` asks for one: CPU kernels
+split their sums by thread.
+
+What the libraries promise: MKL's conditional numerical reproducibility (`MKL_CBWR`) gives equal
+results across Intel CPUs only; oneDNN promises nothing across CPUs; and `ATEN_CPU_CAPABILITY` alone
+is not enough (PyTorch issue #155552). So the pin narrows the spread and the README states what was
+measured, not promised. `FBIFPN_CPU_ISA=native` leaves every library to its own choice.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import warnings
+
+ISA = "avx2"
+# variable -> the spelling of the pinned instruction set it expects
+PINS = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's own vectorised kernels
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (convolutions on CPU); DNNL_ is its older spelling
+    "DNNL_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "AVX2",  # MKL's BLAS and its conditional numerical reproducibility
+    "MKL_DYNAMIC": "FALSE",  # MKL may otherwise use fewer threads than asked, changing its sums
+}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def is_x86_64() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def pin(environ=os.environ) -> dict[str, str]:
+    """Set the pins (and the thread count of FBIFPN_THREADS) in `environ`; return what it set. They
+    override what the environment held: a pin that a stray variable could undo would not be one.
+    Too late once torch is loaded: then it only warns when torch runs another code path."""
+    choice = environ.get("FBIFPN_CPU_ISA", ISA).lower()
+    if choice not in (ISA, "native"):
+        raise ValueError(f"FBIFPN_CPU_ISA={choice!r}: expected {ISA} or native")
+    wanted = dict(PINS) if choice == ISA and is_x86_64() else {}
+    threads = environ.get("FBIFPN_THREADS", "")
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"FBIFPN_THREADS={threads!r}: expected a positive whole number")
+        wanted |= dict.fromkeys(THREAD_VARIABLES, threads)
+    if "torch" in sys.modules:
+        _check_loaded(wanted)
+        return {}
+    environ.update(wanted)
+    return wanted
+
+
+def _check_loaded(wanted: dict[str, str]) -> None:
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    if "ATEN_CPU_CAPABILITY" in wanted and capability != ISA:
+        warnings.warn(
+            f"torch was imported before fbifpn and runs its {capability} kernels, not {ISA}: numbers may "
+            "differ from the committed ones in the last digits (import fbifpn first, or run through "
+            "`python -m fbifpn`)",
+            stacklevel=3,
+        )
+
+
+def state() -> dict:
+    """What the process computes with: for every report beside the CPU's name."""
+    import torch
+
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_isa_pin": os.environ.get("FBIFPN_CPU_ISA", ISA) if is_x86_64() else "not x86-64",
+        "threads": torch.get_num_threads(),
+        **{name: os.environ.get(name) for name in PINS},
+    }

@@ -1,0 +1,88 @@
+"""The CPU code-path pin (fbifpn/numerics.py): in force before torch loads, and a training run's
+losses do not move when the environment caps the instruction sets differently."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fbifpn import numerics
+
+# Six AdamW steps of the smoke model on one fixed batch, under the multi-task loss: every loss repr'd,
+# so that a difference in the last bit shows.
+TRAINING = """
+import fbifpn
+import torch
+from fbifpn import MultiTaskLoss, build_model, load_config
+from fbifpn.engine.optim import build_optimizer
+
+cfg = load_config("smoke")
+torch.manual_seed(0)
+model, criterion = build_model(cfg), MultiTaskLoss(cfg)
+optimizer = build_optimizer(model, cfg.optim)
+g = torch.Generator().manual_seed(0)
+batch = {
+    "image": torch.randn(8, 3, 64, 64, generator=g),
+    "label": (torch.arange(8) % 2).float(),
+    "mask": torch.rand(8, 1, 64, 64, generator=g),
+    "has_mask": torch.ones(8, dtype=torch.bool),
+}
+for _ in range(6):
+    loss, _ = criterion(model(batch["image"]), batch)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    print(repr(loss.item()))
+print(torch.backends.cpu.get_cpu_capability())
+"""
+# What another machine's defaults (or a user's stray variables) would choose instead of AVX2
+OTHER_CAPS = {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+
+
+def losses(**env) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", TRAINING],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(not numerics.is_x86_64(), reason="the pin is for x86-64 CPUs")
+def test_this_process_runs_the_pinned_code_path():
+    assert torch.backends.cpu.get_cpu_capability() == "AVX2"  # conftest imports fbifpn before torch
+    assert {k: os.environ[k] for k in numerics.PINS} == numerics.PINS
+    assert numerics.state()["cpu_capability"] == "AVX2"
+
+
+@pytest.mark.skipif(not numerics.is_x86_64(), reason="the pin is for x86-64 CPUs")
+def test_training_losses_do_not_move_when_the_instruction_sets_are_capped_otherwise(capsys):
+    """With other caps in the environment the pin still rules, loss for loss (against this pinned
+    process); with the pin off (native) the same caps change the losses, so the comparison can tell."""
+    exec(TRAINING, {})
+    here = capsys.readouterr().out.split()
+    pinned = losses(**OTHER_CAPS)
+    unpinned = losses(**OTHER_CAPS, FBIFPN_CPU_ISA="native")
+    assert pinned[-1] == here[-1] == "AVX2" and unpinned[-1] == "DEFAULT"
+    assert unpinned[:-1] != pinned[:-1]  # the caps matter, so the equality below means something
+    assert here[:-1] == pinned[:-1]
+
+
+def test_the_pin_sets_threads_refuses_nonsense_and_only_warns_once_torch_is_loaded(monkeypatch):
+    import fbifpn.numerics as module
+
+    env = {"FBIFPN_THREADS": "3"}
+    monkeypatch.setattr(module.sys, "modules", {})  # as if torch were not imported yet
+    set_ = numerics.pin(env)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3" and set_["OMP_NUM_THREADS"] == "3"
+    for bad in ({"FBIFPN_THREADS": "two"}, {"FBIFPN_THREADS": "0"}, {"FBIFPN_CPU_ISA": "avx512"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            numerics.pin(dict(bad))
+    monkeypatch.undo()
+    late = {"ONEDNN_MAX_CPU_ISA": "SSE41"}
+    assert numerics.pin(late) == {} and late == {"ONEDNN_MAX_CPU_ISA": "SSE41"}  # torch is loaded here
