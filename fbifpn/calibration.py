@@ -282,3 +282,16 @@ def travel(
         row |= {f"{k}_at_own_threshold": v for k, v in own.items()}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def ece_table(travelled: pd.DataFrame) -> pd.DataFrame:
+    """`travel`'s video ECE columns as a reading table: one row per set, one column per map
+    (raw first), each "ECE [low, high]"."""
+    labels = [c[len("video_ece_") :] for c in travelled.columns if c.startswith("video_ece_") and c.count("_") == 2]
+    table = travelled[["set", "videos"]].copy()
+    for label in labels:
+        table[label] = [
+            f"{r[f'video_ece_{label}']:.3f} [{r[f'video_ece_{label}_low']:.3f}, {r[f'video_ece_{label}_high']:.3f}]"
+            for _, r in travelled.iterrows()
+        ]
+    return table

@@ -239,7 +239,10 @@ def headlines(out: Path) -> list[str]:
     calibration = out / "07_calibration.csv"
     if calibration.is_file():
         rows = pd.read_csv(calibration)
-        lines.append("calibration, frame ECE raw -> after temperature scaling (T fitted on val):")
+        lines.append("calibration, video ECE raw -> temperature / Platt / isotonic (each fitted on val):")
         for r in rows.to_dict("records"):
-            lines.append(f"  {r['set']:<12} {r['frame_ece_raw']:.3f} -> {r['frame_ece_calibrated']:.3f}")
+            lines.append(
+                f"  {r['set']:<12} {r['video_ece_raw']:.3f} -> {r['video_ece_temperature']:.3f} / "
+                f"{r['video_ece_platt']:.3f} / {r['video_ece_isotonic']:.3f}"
+            )
     return lines
