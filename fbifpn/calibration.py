@@ -287,7 +287,9 @@ def travel(
 def ece_table(travelled: pd.DataFrame) -> pd.DataFrame:
     """`travel`'s video ECE columns as a reading table: one row per set, one column per map
     (raw first), each "ECE [low, high]"."""
-    labels = [c[len("video_ece_") :] for c in travelled.columns if c.startswith("video_ece_") and c.count("_") == 2]
+    labels = [
+        c[len("video_ece_") :] for c in travelled.columns if c.startswith("video_ece_") and c.count("_") == 2
+    ]
     table = travelled[["set", "videos"]].copy()
     for label in labels:
         table[label] = [

@@ -36,7 +36,7 @@ def compare_table(committed: Path, fresh: Path, tolerance: float) -> list[str]:
         x, y = a[column].to_numpy(float), b[column].to_numpy(float)
         apart = ~((np.abs(x - y) <= tolerance) | (np.isnan(x) & np.isnan(y)))
         for row in np.flatnonzero(apart)[:3]:
-            out.append(f"{name}: row {row}, {column}: {x[row]!r} committed, {y[row]!r} rerun")
+            out.append(f"{name}: row {row}, {column}: {float(x[row])!r} committed, {float(y[row])!r} rerun")
         if apart.sum() > 3:
             out.append(f"{name}: {column}: {int(apart.sum()) - 3} more cells apart")
     return out

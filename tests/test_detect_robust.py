@@ -369,3 +369,27 @@ def test_a_really_truncated_video_is_scored_with_a_warning(checkpoint, fixed_fac
     decoded = len(entry["frames"])
     assert 0 < decoded < 16 and entry["score"] is not None
     assert warning == f"only {decoded} of 16 sampled frames could be decoded (truncated video?)"
+
+
+def test_detect_reports_the_probability_of_the_calibration_eval_names(checkpoint, fixed_face, tmp_path):
+    """A Platt map of the checkpoint (fitted on val videos) maps the video's score; a checkpoint
+    saved before checkpoints held one falls back to its temperature, and says so."""
+    from fbifpn.calibration import apply
+
+    saved = ckpt.load(checkpoint)
+    platt = {"method": "platt", "slope": 2.0, "bias": -1.5}
+    isotonic = {"method": "isotonic", "x": [0.0, 1.0], "y": [0.2, 0.3]}
+    with_maps = tmp_path / "maps.pt"
+    ckpt.save(with_maps, **saved, temperature=2.0, calibrations={"platt": platt, "isotonic": isotonic})
+    (entry,) = det.detect([image(tmp_path / "in/photo.jpg")], with_maps, frames=1, progress=False)
+    assert entry["calibration"] == "platt"
+    assert entry["probability"] == pytest.approx(float(apply(platt, [entry["score"]])[0]))
+    old = tmp_path / "old.pt"
+    ckpt.save(old, **saved, temperature=2.0)
+    with pytest.warns(UserWarning, match="holds no platt calibration"):
+        (entry,) = det.detect([tmp_path / "in/photo.jpg"], old, frames=1, progress=False)
+    assert entry["calibration"] == "temperature"
+    face = entry["frames"][0]["faces"][0]
+    assert entry["probability"] == pytest.approx(
+        float(apply({"method": "temperature", "temperature": 2.0}, [face["score"]])[0])
+    )

@@ -492,3 +492,49 @@ def test_the_same_scores_write_the_same_bytes(tmp_path):
     first, second = write_scores(scores, tmp_path / "a.csv.gz"), write_scores(scores, tmp_path / "b.csv.gz")
     assert first.read_bytes() == second.read_bytes()
     assert read_scores(first)["score"].iloc[0] == pytest.approx(0.12345679)
+
+
+def test_the_level_weight_bound_is_the_sum_of_the_learning_rates():
+    from fbifpn.experiments import level_weight_bound
+
+    cfg = load_config("demo", {"optim.schedule": "constant", "optim.warmup_steps": 0, "optim.lr": 0.001})
+    assert level_weight_bound(cfg, 0, 360) == (0.25, 0.25)
+    low, high = level_weight_bound(cfg, 20, 360)  # d = 0.02: v_l within [0.98/3.98, 1.02/3.96]
+    assert low == pytest.approx(0.98 / (0.98 + 3 * 1.02)) and high == pytest.approx(1.02 / (1.02 + 3 * 0.98))
+    demo = load_config("demo")  # warm-up and cosine decay: a band that widens ever more slowly
+    widths = [np.subtract(*level_weight_bound(demo, s, 360)[::-1]) for s in (45, 90, 180, 360)]
+    assert widths == sorted(widths) and widths[3] - widths[2] < widths[1] - widths[0] + widths[2] - widths[1]
+
+
+def test_paired_over_budgets_adjusts_every_budget_together_and_keeps_the_steps_apart():
+    from fbifpn.comparisons import SCORE_COLUMNS
+    from fbifpn.experiments import paired_over_budgets
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(30), np.ones(30)].astype(int)
+    parts = []
+    for steps in (45, 90):
+        for variant, shift in (("full", 1.5), ("backbone_only", 1.0 if steps == 45 else 1.5)):
+            for seed in (0, 1):
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "run": f"{variant}-seed{seed}",
+                            "variant": variant,
+                            "seed": seed,
+                            "steps": steps,
+                            "test": "synth-ff",
+                            "video_id": [f"v{i}" for i in range(60)],
+                            "family": [f"f{i // 2}" for i in range(60)],
+                            "label": labels,
+                            "score": rng.normal(size=60) + shift * labels,
+                        }
+                    )[SCORE_COLUMNS]
+                )
+    rows = paired_over_budgets(pd.concat(parts, ignore_index=True), "full", 200)
+    assert set(rows["steps"]) == {45, 90} and set(rows["test"]) == {"synth-ff"}
+    across = rows[rows["level"] != "one seed"]
+    assert len(across) == 2
+    # Holm over both budgets' verdict rows: the smaller p is doubled (or capped at 1)
+    smaller = across["p"].min()
+    assert across.loc[across["p"] == smaller, "p_holm"].iloc[0] == pytest.approx(min(1.0, 2 * smaller))

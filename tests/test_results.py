@@ -91,3 +91,15 @@ def test_the_robustness_table_is_its_scores(profile):
     scores = read_scores(RESULTS / profile / "scores" / "07_robustness.csv.gz")
     recomputed = paired_robustness(scores, "full", "backbone_only", n_resamples=n, seed=seed)
     assert_same_table(recomputed, RESULTS / profile / "07_robustness.csv")
+
+
+CURVES = [p for p in PROFILES if (RESULTS / p / "08_budget_curve.csv").is_file()]
+
+
+@pytest.mark.parametrize("profile", CURVES)
+def test_the_budget_curve_is_its_scores(profile):
+    from fbifpn.experiments import paired_over_budgets
+
+    n, _ = settings(profile)
+    scores = read_scores(RESULTS / profile / "scores" / "08_budget_curve.csv.gz")
+    assert_same_table(paired_over_budgets(scores, "full", n), RESULTS / profile / "08_budget_curve.csv")
