@@ -234,20 +234,24 @@ def ablation(
                     folder = evaluation_dir(checkpoint, name, 0.0)
                     reports[(f"{variant} (beta={beta:g})", name)] = with_mask_evidence(folder, beta)
             for (label, name), report in sorted(reports.items(), key=lambda kv: kv[0][0] != variant):
-                rows.append(
-                    {
-                        "variant": label,
-                        "seed": seed,
-                        "steps": steps,
-                        "test": name,
-                        **metrics_row(report),
-                        "level_weights": weights,
-                        "checkpoint": str(checkpoint),
-                        "scores": str(evaluation_dir(checkpoint, name, 0.0) / "scores.csv"),
-                        "beta": report["beta"],
-                    }
-                )
+                rows.append(run_row(label, seed, steps, name, report, weights, checkpoint))
     return pd.DataFrame(rows)
+
+
+def run_row(variant: str, seed: int, steps: int, test: str, report: dict, weights, checkpoint: Path) -> dict:
+    """One trained model on one test set, as `ablation` and `budget_curve` list them (and
+    `comparisons.run_scores` reads them back: `scores` is the beta-0 evaluation's)."""
+    return {
+        "variant": variant,
+        "seed": seed,
+        "steps": steps,
+        "test": test,
+        **metrics_row(report),
+        "level_weights": weights,
+        "checkpoint": str(checkpoint),
+        "scores": str(evaluation_dir(checkpoint, test, 0.0) / "scores.csv"),
+        "beta": report["beta"],
+    }
 
 
 def with_mask_evidence(folder: Path, beta: float) -> dict:
@@ -732,19 +736,7 @@ def budget_curve(cfg: Config, root: Path, test_sets: dict[str, Path], progress: 
                 weights = level_weights(checkpoint)
                 for name, manifest in test_sets.items():
                     report = evaluation(checkpoint, name, manifest, beta=0.0, progress=progress)
-                    rows.append(
-                        {
-                            "variant": variant,
-                            "seed": seed,
-                            "steps": steps,
-                            "test": name,
-                            **metrics_row(report),
-                            "level_weights": weights,
-                            "checkpoint": str(checkpoint),
-                            "scores": str(evaluation_dir(checkpoint, name, 0.0) / "scores.csv"),
-                            "beta": 0.0,
-                        }
-                    )
+                    rows.append(run_row(variant, seed, steps, name, report, weights, checkpoint))
     return pd.DataFrame(rows)
 
 

@@ -298,39 +298,35 @@ def budget_curve(paired, trajectory):
             verdicts[verdicts["test"] == test].groupby("variant", sort=False)
         ):
             rows = rows.sort_values("steps")
-            ax.errorbar(
-                rows["steps"],
-                rows["delta"],
-                yerr=[rows["delta"] - rows["low"], rows["high"] - rows["delta"]],
-                fmt="o-",
-                color=f"C{k}",
-                capsize=3,
-                label=variant,
-            )
+            _steps_line(ax, rows["steps"], rows["delta"], rows["low"], rows["high"], k, variant)
             starred = rows[rows["verdict"].str.startswith("significant")]
             ax.scatter(starred["steps"], starred["high"] + 0.01, marker="*", color="black", s=30)
         ax.axhline(0, color="0.6", lw=0.8, zorder=0)
-        ax.set(xscale="log", title=test, xlabel="training steps", ylabel="ΔAUC (seed-level, 95 % CI)")
-        ax.set_xticks(
-            sorted(verdicts["steps"].unique()), [str(s) for s in sorted(verdicts["steps"].unique())]
-        )
-        ax.legend(fontsize=7)
+        ax.set(title=test, ylabel="ΔAUC (seed-level, 95 % CI)")
     ax = axes[0, -1]
     for k, (level, rows) in enumerate(trajectory.groupby("level", sort=True)):
-        ax.errorbar(
-            rows["steps"],
-            rows["mean"],
-            yerr=[rows["mean"] - rows["min"], rows["max"] - rows["mean"]],
-            fmt="o-",
-            color=f"C{k}",
-            capsize=2,
-            label=level,
-        )
+        _steps_line(ax, rows["steps"], rows["mean"], rows["min"], rows["max"], k, level)
     bound = trajectory.drop_duplicates("steps").sort_values("steps")
     ax.fill_between(bound["steps"], bound["bound_low"], bound["bound_high"], color="0.85", label="lr bound")
-    ax.set(xscale="log", title="level weights v_l (full)", xlabel="training steps", ylabel="v_l")
-    ax.set_xticks(list(bound["steps"]), [str(s) for s in bound["steps"]])
+    ax.set(title="level weights v_l (full)", ylabel="v_l")
     ax.minorticks_off()
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def _steps_line(ax, steps, centre, low, high, colour: int, label: str) -> None:
+    """One series against training steps (log axis, a tick at each step given) with its range."""
+    ax.errorbar(
+        steps,
+        centre,
+        yerr=[centre - low, high - centre],
+        fmt="o-",
+        color=f"C{colour}",
+        capsize=3,
+        label=label,
+    )
+    ax.set(xscale="log", xlabel="training steps")
+    ax.set_xticks(list(steps), [str(s) for s in steps])
+    ax.minorticks_off()
+    ax.legend(fontsize=7)
