@@ -69,7 +69,7 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
     assert len(written) == cells and all(w["seen"] for w in written)  # the recorder saw every cell
     unexpected = [(w["cell"], line) for w in written for line in stderr_besides_progress_bars(w["text"])]
     assert not unexpected, unexpected[:10]
-    assert len(copies) == 8
+    assert len(copies) == 9
     figures = tmp_path / "figures"
     for name in (
         "00_quickstart_gradcam",
@@ -84,6 +84,7 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
         "07_robustness",
         "07_perturbations",
         "07_reliability",
+        "08_budget_curve",
     ):
         assert (figures / f"{name}.png").is_file() and (figures / f"{name}.pdf").is_file(), name
         assert "config" in json.loads((figures / f"{name}.json").read_text())  # the config that made it
@@ -112,7 +113,16 @@ def test_every_notebook_passes_nbval_on_the_smoke_profile(tmp_path):
     assert "| JPEG compression | 1,5 |" in paired and "| all | 14 conditions |" in paired
     calibration = pd.read_csv(run_dir / "07_calibration.csv")  # val, then notebook 04's four test sets
     assert list(calibration["set"]) == ["val", "synth-ff", "synth-cdf", "synth-dfdc", "synth-ff-c40"]
-    assert calibration["frame_nll_calibrated"].iloc[0] <= calibration["frame_nll_raw"].iloc[0]
+    # Platt and isotonic are fitted on val's videos: there, neither may be worse than the raw scores
+    val = calibration.iloc[0]
+    assert (
+        val["video_nll_platt"] <= val["video_nll_raw"] and val["video_ece_isotonic"] <= val["video_ece_raw"]
+    )
+    curve = pd.read_csv(run_dir / "08_budget_curve.csv")  # smoke: budgets 2 and 4, one seed
+    assert set(curve["steps"]) == {2, 4} and set(curve["variant"]) == {"backbone_only"}
+    assert (run_dir / "scores" / "08_budget_curve.csv.gz").is_file()
+    weights = pd.read_csv(run_dir / "08_level_weights.csv")
+    assert (weights["bound_low"] <= weights["min"]).all() and (weights["max"] <= weights["bound_high"]).all()
 
 
 def test_unknown_parameters_fail_with_their_name(tmp_path):
@@ -128,8 +138,8 @@ def test_unknown_parameters_fail_with_their_name(tmp_path):
 def test_every_notebook_has_a_budget_and_one_without_stops_the_run_first(tmp_path, monkeypatch):
     cfg = load_config("demo")
     assert sum(budget_of(cfg, nb) for nb in notebook_list()) == 750  # the demo's 15 minutes, less generation
-    extra = tmp_path / "08_extra.ipynb"
-    with pytest.raises(ValueError, match=r"08_extra\.ipynb: no time budget field 'extra'"):
+    extra = tmp_path / "09_extra.ipynb"
+    with pytest.raises(ValueError, match=r"09_extra\.ipynb: no time budget field 'extra'"):
         budget_of(cfg, extra)
     monkeypatch.setattr(notebooks_module, "notebook_list", lambda only=None: [*notebook_list(["00"]), extra])
     with pytest.raises(ValueError, match="no time budget field"):
