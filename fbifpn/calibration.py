@@ -88,10 +88,13 @@ def fit_platt(labels, scores) -> dict:
     calibrate a detector whose val scores sit all above (or below) 0.5. One class alone: identity."""
     from sklearn.linear_model import LogisticRegression
 
-    labels = np.asarray(labels)
+    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
     if len(np.unique(labels)) < 2:
         return {"method": "platt", "slope": 1.0, "bias": 0.0}
-    fitted = LogisticRegression(C=np.inf).fit(logits(scores)[:, None], labels)
+    # Scores that separate the classes have no maximum-likelihood fit (the slope runs off to
+    # infinity and every probability to 0 or 1): scikit-learn's default L2 penalty keeps it finite.
+    separable = scores[labels == 0].max() < scores[labels == 1].min()
+    fitted = LogisticRegression(C=1.0 if separable else np.inf).fit(logits(scores)[:, None], labels)
     return {"method": "platt", "slope": float(fitted.coef_[0, 0]), "bias": float(fitted.intercept_[0])}
 
 
@@ -180,7 +183,9 @@ def expected_calibration_error(labels, probabilities, bins: int = BINS) -> float
 def ece_interval(labels, probabilities, families=None, n_resamples: int = 1000, seed: int = 0) -> dict:
     """The ECE of `probabilities` with a 95 % interval (fbifpn.stats' BCa over families, or over
     videos). Each bin's share of |sum(label - probability)| is weighed by how often a resample drew
-    each video's family, so every resample bins exactly as `expected_calibration_error` does."""
+    each video's family, so every resample bins exactly as `expected_calibration_error` does. ECE is
+    biased upward (noise only adds to |gap|), and BCa corrects for that bias, so the interval can
+    leave a small estimate (a map fitted on these very videos) just outside it."""
     from fbifpn.stats import bootstrap_interval, check_resamples, families_of
 
     labels, p = np.asarray(labels, np.float64), np.asarray(probabilities, np.float64)

@@ -424,6 +424,19 @@ def cmd_check_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish_results(args: argparse.Namespace) -> int:
+    from fbifpn import reproduce
+    from fbifpn.config import load_config
+    from fbifpn.paths import project_root, runs_dir
+
+    results = (project_root() or Path.cwd()) / "results" / args.profile
+    written = reproduce.publish(
+        runs_dir() / args.profile, results, load_config(args.profile).to_dict(), tuple(args.only or ())
+    )
+    print(f"{len(written)} files -> {results}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fbifpn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -618,6 +631,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how far a numeric cell may move (default 0: the same machine and threads give the same bits)",
     )
     p.set_defaults(func=cmd_check_results)
+
+    p = sub.add_parser(
+        "publish-results",
+        help="copy a finished profile's tables and per-video scores into results/<profile>/, with its machine",
+    )
+    p.add_argument("--profile", default="demo", help="the profile whose runs to publish (default: demo)")
+    p.add_argument("--only", nargs="+", help="notebook numbers whose tables to publish, e.g. --only 03 04 07")
+    p.set_defaults(func=cmd_publish_results)
     for command in sub.choices.values():
         command.add_argument(
             "--debug", action="store_true", help="on an error, show the full traceback, not only the message"

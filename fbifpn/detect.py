@@ -113,8 +113,8 @@ def calibration_of(saved: dict, method: str) -> dict | None:
         return None
     if method != "temperature":
         warnings.warn(
-            f"the checkpoint holds no {method} calibration (saved before checkpoints held one): its "
-            "probabilities use its temperature instead",
+            f"the checkpoint holds no usable {method} calibration (saved before checkpoints held one, "
+            "or not one that gives probabilities): its probabilities use its temperature instead",
             stacklevel=3,
         )
     return {"method": "temperature", "temperature": temperature}

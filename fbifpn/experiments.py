@@ -755,10 +755,13 @@ def paired_over_budgets(scores: pd.DataFrame, reference: str, n_resamples: int) 
 
 
 def level_weight_bound(cfg: Config, steps: int, total: int, levels: int = 4) -> tuple[float, float]:
-    """How far from uniform the normalised level weights v_l can be after `steps` of a run of `total`:
-    AdamW moves a parameter by about its learning rate per step at most, so each raw weight (all 1 at
-    the start) stays within d = sum of the learning rates so far, and v_l within
-    [(1 - d) / (1 - d + (levels - 1)(1 + d)), (1 + d) / (1 + d + (levels - 1) max(0, 1 - d))]."""
+    """About how far from uniform the normalised level weights v_l can be after `steps` of a run of
+    `total`: AdamW's step is about the learning rate per parameter (|m / sqrt(v)| <= 1 for a gradient
+    of steady sign; a sign that flips can give up to about 3x for betas 0.9, 0.999, and weight decay
+    adds lr x wd x |w|), so each raw weight (all 1 at the start) stays within about d = the sum of the
+    learning rates so far, and v_l within
+    [(1 - d) / (1 - d + (levels - 1)(1 + d)), (1 + d) / (1 + d + (levels - 1) max(0, 1 - d))]. A scale
+    for reading the trajectory, not a guarantee."""
     from fbifpn.engine.optim import lr_factor
 
     d = cfg.optim.lr * sum(lr_factor(s, total, cfg.optim) for s in range(steps))

@@ -20,6 +20,7 @@ import os
 import platform
 import sys
 import warnings
+from pathlib import Path
 
 ISA = "avx2"
 # variable -> the spelling of the pinned instruction set it expects
@@ -37,6 +38,20 @@ def is_x86_64() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
+def has_avx2() -> bool:
+    """Whether the CPU has AVX2 and FMA: ATen trusts ATEN_CPU_CAPABILITY without checking, so a pin
+    on a CPU without them (some virtual machines' default models) would stop at the first kernel.
+    Without /proc/cpuinfo (not Linux) it is assumed, as every x86-64 machine we know of has it."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
+    return "avx2" in flags and "fma" in flags
+
+
 def pin(environ=os.environ) -> dict[str, str]:
     """Set the pins (and the thread count of FBIFPN_THREADS) in `environ`; return what it set. They
     override what the environment held: a pin that a stray variable could undo would not be one.
@@ -44,22 +59,32 @@ def pin(environ=os.environ) -> dict[str, str]:
     choice = environ.get("FBIFPN_CPU_ISA", ISA).lower()
     if choice not in (ISA, "native"):
         raise ValueError(f"FBIFPN_CPU_ISA={choice!r}: expected {ISA} or native")
-    wanted = dict(PINS) if choice == ISA and is_x86_64() else {}
+    pinned = choice == ISA and is_x86_64()
+    if pinned and not has_avx2():
+        warnings.warn("this CPU has no AVX2: the math libraries' code paths are left unpinned", stacklevel=2)
+        pinned = False
+    wanted = dict(PINS) if pinned else {}
     threads = environ.get("FBIFPN_THREADS", "")
     if threads:
         if not threads.isdigit() or int(threads) < 1:
             raise ValueError(f"FBIFPN_THREADS={threads!r}: expected a positive whole number")
         wanted |= dict.fromkeys(THREAD_VARIABLES, threads)
-    if "torch" in sys.modules:
-        _check_loaded(wanted)
+    if torch_loaded():
+        _check_loaded(wanted, threads)
         return {}
     environ.update(wanted)
     return wanted
 
 
-def _check_loaded(wanted: dict[str, str]) -> None:
+def torch_loaded() -> bool:
+    return "torch" in sys.modules
+
+
+def _check_loaded(wanted: dict[str, str], threads: str) -> None:
     import torch
 
+    if threads:  # OpenMP has read its variable already; torch's own call still sets the count
+        torch.set_num_threads(int(threads))
     capability = torch.backends.cpu.get_cpu_capability().lower()
     if "ATEN_CPU_CAPABILITY" in wanted and capability != ISA:
         warnings.warn(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 TABLES = "0[0-9]_*.csv"
+PATH_COLUMNS = {"checkpoint", "scores", "run", "manifest"}  # where the run was made, not what it found
 
 
 def compare_table(committed: Path, fresh: Path, tolerance: float) -> list[str]:
@@ -31,7 +32,19 @@ def compare_table(committed: Path, fresh: Path, tolerance: float) -> list[str]:
         ]
     out = []
     for column in a.columns:
-        if not (pd.api.types.is_numeric_dtype(a[column]) and pd.api.types.is_numeric_dtype(b[column])):
+        numeric = [pd.api.types.is_numeric_dtype(f[column]) for f in (a, b)]
+        if column in PATH_COLUMNS:
+            continue
+        if numeric == [False, False]:  # words: a verdict that flips is a difference
+            for row in np.flatnonzero(a[column].astype(str).to_numpy() != b[column].astype(str).to_numpy())[
+                :3
+            ]:
+                out.append(
+                    f"{name}: row {row}, {column}: {a[column].iloc[row]!r} committed, {b[column].iloc[row]!r} rerun"
+                )
+            continue
+        if numeric != [True, True]:
+            out.append(f"{name}: {column}: numbers in one table, words in the other")
             continue
         x, y = a[column].to_numpy(float), b[column].to_numpy(float)
         apart = ~((np.abs(x - y) <= tolerance) | (np.isnan(x) & np.isnan(y)))
@@ -48,6 +61,35 @@ def check(results: Path, runs: Path, tolerance: float) -> list[str]:
     if not tables:
         raise FileNotFoundError(f"{results}: no committed tables ({TABLES})")
     return [line for table in tables for line in compare_table(table, Path(runs) / table.name, tolerance)]
+
+
+def publish(runs: Path, results: Path, cfg_dict: dict, notebooks: tuple[str, ...] = ()) -> list[Path]:
+    """Copy a finished profile's tables (`runs/<profile>/0N_*.csv|md`, of `notebooks` when given) and
+    per-video scores (`scores/*.csv.gz`) into `results`, paths made relative to the project, with
+    config.json: the profile's config and, under `machine`, the CPU, its code path and the thread
+    count this process computes with (run it as the notebooks ran). Returns the files written."""
+    from fbifpn import atomic, numerics
+    from fbifpn.paths import project_root
+    from fbifpn.provenance import cpu_name
+
+    runs, results = Path(runs), Path(results)
+    root = str((project_root() or Path.cwd()).resolve()) + "/"
+    runs_root = str(runs.resolve().parent.parent) + "/"  # FBIFPN_RUNS may live outside the checkout
+    wanted = lambda path: not notebooks or path.name[:2] in notebooks  # noqa: E731
+    written = []
+    for table in sorted(runs.glob("0[0-9]_*")):
+        if table.suffix in (".csv", ".md") and table.name != "07_robustness_runs.csv" and wanted(table):
+            text = table.read_text().replace(root, "").replace(runs_root, "")
+            atomic.write_text(results / table.name, text)
+            written.append(results / table.name)
+    for scores in sorted((runs / "scores").glob("*.csv.gz")):
+        if wanted(scores):
+            with atomic.replacing(results / "scores" / scores.name) as tmp:
+                tmp.write_bytes(scores.read_bytes())
+            written.append(results / "scores" / scores.name)
+    config = cfg_dict | {"machine": {"cpu": cpu_name(), **numerics.state()}}
+    atomic.write_text(results / "config.json", json.dumps(config, indent=1) + "\n")
+    return [*written, results / "config.json"]
 
 
 def recorded_machine(results: Path) -> dict:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 
@@ -150,7 +151,10 @@ def test_a_profile_extends_another_and_states_only_what_differs(tmp_path):
     assert study.profile == "study" and study.notebooks.ablation_seeds == (0, 1, 2, 3, 4)
     assert study.notebooks.curve_steps > 0 and len(study.notebooks.cross_manipulation) == 4
     assert study.notebooks.budget_s.gradcam == demo.notebooks.budget_s.gradcam  # merged, not replaced
-    assert (study.model, study.data, study.eval) == (demo.model, demo.data, demo.eval)
+    assert (study.model, study.data) == (demo.model, demo.data)
+    # the study tests on 4 frames where the demo's 15 minutes allow 2; every other eval key is the demo's
+    assert (study.eval.frames_per_video, demo.eval.frames_per_video) == (4, 2)
+    assert dataclasses.replace(study.eval, frames_per_video=2) == demo.eval
     assert (study.train.epochs, study.train.batch_size, study.optim) == (2, demo.train.batch_size, demo.optim)
     (tmp_path / "base.yaml").write_text("train:\n  epochs: 3\n  batch_size: 4\n")
     (tmp_path / "child.yaml").write_text("extends: base.yaml\ntrain:\n  epochs: 5\n")

@@ -386,7 +386,7 @@ def test_detect_reports_the_probability_of_the_calibration_eval_names(checkpoint
     assert entry["probability"] == pytest.approx(float(apply(platt, [entry["score"]])[0]))
     old = tmp_path / "old.pt"
     ckpt.save(old, **saved, temperature=2.0)
-    with pytest.warns(UserWarning, match="holds no platt calibration"):
+    with pytest.warns(UserWarning, match="holds no usable platt calibration"):
         (entry,) = det.detect([tmp_path / "in/photo.jpg"], old, frames=1, progress=False)
     assert entry["calibration"] == "temperature"
     face = entry["frames"][0]["faces"][0]

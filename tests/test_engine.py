@@ -543,7 +543,8 @@ def test_an_sbi_run_validates_on_self_blended_val_reals_and_reads_no_fake_video(
     assert all(0 < r["loss"] < 10 for r in result.history)
     assert result.steps == 6  # SBI: 3 per epoch; step 6 is the last, kept by close_epoch
     for step in (2, 6):
-        assert ckpt.load(tmp_path / f"run/step-{step}.pt")["step"] == step
+        kept = ckpt.load(tmp_path / f"run/step-{step}.pt")
+        assert kept["step"] == step and kept["calibrations"] is None and kept["temperature"] is None
     saved = ckpt.load(tmp_path / "run/best.pt")
     assert set(saved["calibrations"]) == {"platt", "isotonic"}
     assert saved["best_loss"] == next(r["loss"] for r in result.history if r["step"] == saved["best_step"])
@@ -552,11 +553,14 @@ def test_an_sbi_run_validates_on_self_blended_val_reals_and_reads_no_fake_video(
 def test_the_same_sbi_val_fakes_come_at_every_validation(smoke_manifest):
     from fbifpn.engine.train import validation_set
 
-    cfg = load_config("smoke", ["train.fakes=sbi", "train.seed=5"])
-    val = validation_set(load_manifest(smoke_manifest), cfg, (0.5,) * 3, (0.5,) * 3)
+    frames = load_manifest(smoke_manifest)
+    norm = ((0.5,) * 3, (0.5,) * 3)
+    val = validation_set(frames, load_config("smoke", ["train.fakes=sbi", "train.seed=5"]), *norm)
     first = [val[i]["image"] for i in range(len(val))]
-    val.set_epoch(3)  # a later validation: the same blends (a fixed seed, not the run's)
+    val.set_epoch(3)  # a later validation: the same blends
     assert all(torch.equal(a, val[i]["image"]) for i, a in enumerate(first))
+    other = validation_set(frames, load_config("smoke", ["train.fakes=sbi", "train.seed=6"]), *norm)
+    assert all(torch.equal(a, other[i]["image"]) for i, a in enumerate(first))  # not the run's seed
     assert {val[i]["video_id"].endswith("/sbi") for i in range(len(val))} == {True, False}
 
 

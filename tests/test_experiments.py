@@ -538,3 +538,13 @@ def test_paired_over_budgets_adjusts_every_budget_together_and_keeps_the_steps_a
     # Holm over both budgets' verdict rows: the smaller p is doubled (or capped at 1)
     smaller = across["p"].min()
     assert across.loc[across["p"] == smaller, "p_holm"].iloc[0] == pytest.approx(min(1.0, 2 * smaller))
+
+
+def test_a_kept_steps_evaluations_never_share_a_folder_with_best_pt():
+    from fbifpn.experiments import evaluation_dir
+
+    assert evaluation_dir(Path("run/best.pt"), "synth-ff", 0.0) == Path("run/eval-synth-ff")
+    assert evaluation_dir(Path("run/step-45.pt"), "synth-ff", 0.0) == Path("run/step-45-eval-synth-ff")
+    assert evaluation_dir(Path("run/step-45.pt"), "synth-ff", 0.5, split="val") == Path(
+        "run/step-45-eval-synth-ff-beta0.5-val"
+    )

@@ -77,7 +77,7 @@ def test_the_pin_sets_threads_refuses_nonsense_and_only_warns_once_torch_is_load
     import fbifpn.numerics as module
 
     env = {"FBIFPN_THREADS": "3"}
-    monkeypatch.setattr(module.sys, "modules", {})  # as if torch were not imported yet
+    monkeypatch.setattr(module, "torch_loaded", lambda: False)  # as if torch were not imported yet
     set_ = numerics.pin(env)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3" and set_["OMP_NUM_THREADS"] == "3"
     for bad in ({"FBIFPN_THREADS": "two"}, {"FBIFPN_THREADS": "0"}, {"FBIFPN_CPU_ISA": "avx512"}):
@@ -86,3 +86,24 @@ def test_the_pin_sets_threads_refuses_nonsense_and_only_warns_once_torch_is_load
     monkeypatch.undo()
     late = {"ONEDNN_MAX_CPU_ISA": "SSE41"}
     assert numerics.pin(late) == {} and late == {"ONEDNN_MAX_CPU_ISA": "SSE41"}  # torch is loaded here
+
+
+@pytest.mark.skipif(not numerics.is_x86_64(), reason="the pin is for x86-64 CPUs")
+def test_too_late_a_pin_warns_when_torch_runs_another_path_and_none_is_set_without_avx2(monkeypatch):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    with pytest.warns(UserWarning, match="runs its avx512 kernels, not avx2"):
+        numerics.pin({})
+    monkeypatch.undo()
+    before = torch.get_num_threads()
+    try:
+        numerics.pin({"FBIFPN_THREADS": "1"})  # torch loaded: its own call sets the count
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    import fbifpn.numerics as module
+
+    monkeypatch.setattr(module, "torch_loaded", lambda: False)
+    monkeypatch.setattr(module, "has_avx2", lambda: False)
+    env = {}
+    with pytest.warns(UserWarning, match="no AVX2"):
+        assert numerics.pin(env) == {} and env == {}

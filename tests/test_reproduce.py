@@ -48,3 +48,36 @@ def test_check_results_exits_1_on_a_difference_and_0_when_reproduced(tmp_path, m
     _tables(tmp_path / "runs" / "demo")
     assert main(["check-results", "--profile", "demo"]) == 0
     assert "reproduced within 0" in capsys.readouterr().out
+
+
+def test_a_flipped_verdict_is_a_difference_and_paths_are_not(tmp_path):
+    committed, rerun = tmp_path / "results", tmp_path / "runs"
+    for folder, verdict, where in ((committed, "significant", "a"), (rerun, "not significant", "b")):
+        folder.mkdir()
+        pd.DataFrame({"verdict": [verdict], "checkpoint": [where], "p": [0.01]}).to_csv(
+            folder / "03_paired.csv", index=False
+        )
+    (line,) = reproduce.check(committed, rerun, 0.0)
+    assert "verdict: 'significant' committed, 'not significant' rerun" in line
+
+
+def test_publish_copies_tables_and_scores_with_relative_paths_and_the_machine(tmp_path, monkeypatch):
+    import json
+
+    import fbifpn.paths as paths
+
+    monkeypatch.setattr(paths, "project_root", lambda: tmp_path)
+    runs = tmp_path / "runs" / "study"
+    _tables(runs)
+    (runs / "07_robustness_runs.csv").write_text("x\n1\n")  # the notebook's own working table: not published
+    (runs / "scores").mkdir()
+    (runs / "scores" / "03_ablations.csv.gz").write_bytes(b"\x1f\x8b scores")
+    (runs / "scores" / "08_budget_curve.csv.gz").write_bytes(b"\x1f\x8b curve")
+    results = tmp_path / "results" / "study"
+    written = reproduce.publish(runs, results, {"profile": "study"}, notebooks=("03",))
+    assert sorted(p.name for p in written) == ["03_ablations.csv", "03_ablations.csv.gz", "config.json"]
+    assert str(tmp_path) not in (results / "03_ablations.csv").read_text()  # runs/study, not /tmp/...
+    assert (results / "scores" / "03_ablations.csv.gz").read_bytes() == b"\x1f\x8b scores"
+    machine = json.loads((results / "config.json").read_text())["machine"]
+    assert {"cpu", "cpu_capability", "threads"} <= set(machine)
+    assert reproduce.recorded_machine(results) == machine

@@ -238,6 +238,8 @@ def test_platt_and_isotonic_maps_are_scikit_learns_models_applied():
     assert cal.apply(cal.fit("temperature", y, s), probe) == pytest.approx(
         cal.calibrated(probe, cal.fit_temperature(y, s))
     )
+    separated = cal.fit("platt", [0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])  # no maximum-likelihood fit exists
+    assert 0 < separated["slope"] < 10 and 0.05 < cal.apply(separated, [0.9])[0] < 0.95
     for method in cal.CALIBRATIONS:  # one class: the identity, not an error
         assert cal.apply(cal.fit(method, [1, 1], [0.2, 0.9]), [0.3]) == pytest.approx([0.3])
     with pytest.raises(ValueError, match="unknown method 'beta'"):

@@ -309,8 +309,8 @@ def test_version_5_adds_val_only_identities_and_leaves_train_and_test_as_they_we
     assert jobs[: len(old_jobs)] == old_jobs  # every train and test video is filmed as before
     assert files["splits/train.json"] == old_files["splits/train.json"]
     assert files["splits/test.json"] == old_files["splits/test.json"]
-    val = [v for pair in files["splits/val.json"] for v in pair]
-    assert len(val) >= 50 and len(val) * 5 >= 100  # each real with its four fakes
+    val = [v for pair in files["splits/val.json"] for v in pair]  # the real videos of val
+    assert len(val) == 50 and sum(len(j.fakes) + 1 for j in jobs if f"{j.identity:03d}" in val) == 250
     assert files["splits/val.json"][: len(old_files["splits/val.json"])] == old_files["splits/val.json"]
     new = set(val) - {v for pair in old_files["splits/val.json"] for v in pair}
     others = {v for k in ("train", "test") for pair in files[f"splits/{k}.json"] for v in pair}

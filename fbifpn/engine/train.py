@@ -442,7 +442,7 @@ def train_epoch(training: Training, state: TrainState, log: RunLog, progress: bo
             log.close_window(state.step)
             save_checkpoint(training, training.last_path, state)
         if state.step in cfg.train.keep_steps and not at_the_end:
-            save_checkpoint(training, kept_path(training.last_path.parent, state.step), state)
+            save_kept(training, state)
     bar.close()
     return state.batch >= len(batches)
 
@@ -516,13 +516,21 @@ def close_epoch(training: Training, state: TrainState, log: RunLog, epoch: int, 
     if on_schedule and not validated:
         validate_and_select(training, state, log, epoch)
     if state.step in training.cfg.train.keep_steps:
-        save_checkpoint(training, kept_path(training.last_path.parent, state.step), state)
+        save_kept(training, state)
     save_checkpoint(training, training.last_path, state)
 
 
 def kept_path(run_dir: Path, step: int) -> Path:
     """The weights after `step` steps, kept for `train.keep_steps`."""
     return run_dir / f"step-{step}.pt"
+
+
+def save_kept(training: Training, state: TrainState) -> None:
+    """The weights after this step, for `train.keep_steps`. The temperature and calibration maps
+    the run holds are the val-chosen checkpoint's, not this step's, so they are left out (`detect`
+    then reports raw scores); the threshold is the val-chosen one so far, and says nothing of the step."""
+    kept = TrainState(**{**asdict(state), "temperature": None, "calibrations": None})
+    save_checkpoint(training, kept_path(training.last_path.parent, state.step), kept)
 
 
 def validate_and_select(training: Training, state: TrainState, log: RunLog, epoch: int) -> None:
@@ -556,7 +564,9 @@ def improves(val: dict, state: TrainState, select_on: str) -> bool:
     if not math.isfinite(metric):
         return False
     metric, best = round(metric, 12), round(state.best, 12) if math.isfinite(state.best) else state.best
-    return metric > best or (metric == best and math.isfinite(loss) and loss < state.best_loss)
+    # best_loss is inf before a first choice and in checkpoints older than it: the first of equals stays
+    tie_broken = math.isfinite(state.best_loss) and math.isfinite(loss) and loss < state.best_loss
+    return metric > best or (metric == best and tie_broken)
 
 
 def save_checkpoint(training: Training, path: Path, state: TrainState) -> None:
@@ -693,7 +703,8 @@ def validate(model, loader, device, cfg: Config, autocast_dtype) -> tuple[dict, 
     frames = frames.drop_duplicates(["video_id", "frame_idx", "face_idx"])  # DistributedSampler pads
     videos = metrics.video_scores(frames)
     result = {
-        # the classifier's frame log loss: the tie-break of a saturated AUC, or the criterion itself
+        # the log loss of the frame scores (the classifier's, mixed with mask evidence when beta > 0):
+        # the tie-break of a saturated AUC, or the criterion itself
         "loss": nll(frames["label"], frames["score"]) if frames["label"].nunique() == 2 else math.nan,
         "frame_auc": metrics.auc(frames["label"], frames["score"]),
         "video_auc": metrics.auc(videos["label"], videos["score"]),
