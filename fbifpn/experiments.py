@@ -629,9 +629,10 @@ def protocol_table(frame: pd.DataFrame, cfg: Config) -> str:
         compression=f"{cfg.data.compression} (in-domain); the others as distributed",
         level="video (mean of frame scores, max over faces)",
         selection=(
-            f"best validation {cfg.eval.select_on} over the steps validated ({_schedule(cfg)}); under "
-            "SBI the val fakes are the dataset's, none trained on; a leave-one-out run's val lacks the "
-            "method too; plateau step: the first validated step within 0.01 of the run's best val "
+            f"best validation {cfg.eval.select_on} over the steps validated ({_schedule(cfg)}), an "
+            "equal AUC broken by the lower val loss; under SBI the val fakes are self-blended from the "
+            "val reals, so no dataset fake chooses; a leave-one-out run's val lacks the method too; "
+            "plateau step: the first validated step within 0.01 of the run's best val "
             "video AUC, the budget its curve justifies"
         ),
     )
