@@ -146,16 +146,23 @@ def level_weight_bars(rows):
 
 
 def learning_curves(curves: dict):
-    """Val video AUC against training steps, one line per run (`experiments.learning_curve`), with
-    the step each run's checkpoint was chosen at marked."""
+    """Val video AUC (left) and val loss (right, where the run logged it) against training steps,
+    one line per run (`experiments.learning_curve`), the step each run's checkpoint was chosen at
+    starred: selection reads the AUC first and the loss between equal AUCs."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, (ax, loss_ax) = plt.subplots(1, 2, figsize=(9.6, 3.6))
     for label, (curve, chosen) in curves.items():
         (line,) = ax.plot(curve["step"], curve["video_auc"], marker="o", markersize=3, label=label)
         at = curve[curve["step"] == chosen]
         ax.plot(at["step"], at["video_auc"], marker="*", markersize=12, color=line.get_color(), linestyle="")
+        if "loss" in curve:
+            loss_ax.plot(curve["step"], curve["loss"], marker="o", markersize=3, color=line.get_color())
+            loss_ax.plot(
+                at["step"], at["loss"], marker="*", markersize=12, color=line.get_color(), linestyle=""
+            )
     ax.set(xlabel="training step", ylabel="val video AUC", title="learning curves (star: chosen on val)")
+    loss_ax.set(xlabel="training step", ylabel="val log loss", title="val loss (breaks ties of the AUC)")
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
