@@ -404,10 +404,10 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 def cmd_check_results(args: argparse.Namespace) -> int:
     from fbifpn import numerics, reproduce
-    from fbifpn.paths import project_root, runs_dir
+    from fbifpn.paths import runs_dir
     from fbifpn.provenance import cpu_name
 
-    results = (project_root() or Path.cwd()) / "results" / args.profile
+    results = reproduce.results_dir(args.profile)
     runs = runs_dir() / args.profile
     made_on = reproduce.recorded_machine(results)
     here = {"cpu": cpu_name(), **numerics.state()}
@@ -427,9 +427,9 @@ def cmd_check_results(args: argparse.Namespace) -> int:
 def cmd_publish_results(args: argparse.Namespace) -> int:
     from fbifpn import reproduce
     from fbifpn.config import load_config
-    from fbifpn.paths import project_root, runs_dir
+    from fbifpn.paths import runs_dir
 
-    results = (project_root() or Path.cwd()) / "results" / args.profile
+    results = reproduce.results_dir(args.profile)
     written = reproduce.publish(
         runs_dir() / args.profile, results, load_config(args.profile).to_dict(), tuple(args.only or ())
     )

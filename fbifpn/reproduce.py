@@ -19,6 +19,13 @@ TABLES = "0[0-9]_*.csv"
 PATH_COLUMNS = {"checkpoint", "scores", "run", "manifest"}  # where the run was made, not what it found
 
 
+def results_dir(profile: str) -> Path:
+    """Where a profile's committed results live: results/<profile>/ of the checkout."""
+    from fbifpn.paths import project_root
+
+    return (project_root() or Path.cwd()) / "results" / profile
+
+
 def compare_table(committed: Path, fresh: Path, tolerance: float) -> list[str]:
     """The differences between two versions of one table: its shape and columns, and each numeric
     cell further apart than `tolerance` (NaN equals NaN). One line each, naming the table and cell."""
