@@ -8,6 +8,12 @@ AVX2, which every x86-64 machine this project runs on has, before torch is impor
 calls it first thing), and fixes the thread count when `FBIFPN_THREADS` asks for one: CPU kernels
 split their sums by thread.
 
+numpy's own SIMD loops, numpy's BLAS (OpenBLAS) and OpenCV dispatch the same way: capping OpenCV's
+kernels below AVX2 changes 12 of the smoke benchmark's 235 files (benchmarks/isa_probe.py), so the
+benchmark itself would differ between machines without its pin. OpenCV has no cap, only a list of
+features to switch off, and it warns about one the CPU lacks: its AVX-512 kernels are switched off
+where the CPU has them.
+
 What the libraries promise: MKL's conditional numerical reproducibility (`MKL_CBWR`) gives equal
 results across Intel CPUs only; oneDNN promises nothing across CPUs; and `ATEN_CPU_CAPABILITY` alone
 is not enough (PyTorch issue #155552). So the pin narrows the spread and the README states what was
@@ -30,7 +36,12 @@ PINS = {
     "DNNL_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "AVX2",  # MKL's BLAS and its conditional numerical reproducibility
     "MKL_DYNAMIC": "FALSE",  # MKL may otherwise use fewer threads than asked, changing its sums
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's loops (numpy 2.4's names)
+    "OPENBLAS_CORETYPE": "Haswell",  # numpy's BLAS: the AVX2 kernels
 }
+# Only where the CPU has AVX-512 (the flags of OpenCV's AVX512-SKX, its one AVX-512 dispatch target)
+AVX512_FLAGS = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
+AVX512_PINS = {"OPENCV_CPU_DISABLE": "AVX512-SKX"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -38,18 +49,28 @@ def is_x86_64() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo; None without it (not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return set(
+        next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    )
+
+
 def has_avx2() -> bool:
     """Whether the CPU has AVX2 and FMA: ATen trusts ATEN_CPU_CAPABILITY without checking, so a pin
     on a CPU without them (some virtual machines' default models) would stop at the first kernel.
     Without /proc/cpuinfo (not Linux) it is assumed, as every x86-64 machine we know of has it."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return True
-    flags = next(
-        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
-    )
-    return "avx2" in flags and "fma" in flags
+    flags = cpu_flags()
+    return flags is None or {"avx2", "fma"} <= flags
+
+
+def has_avx512() -> bool:
+    flags = cpu_flags()
+    return flags is not None and set(AVX512_FLAGS) <= flags
 
 
 def pin(environ=os.environ) -> dict[str, str]:
@@ -64,6 +85,8 @@ def pin(environ=os.environ) -> dict[str, str]:
         warnings.warn("this CPU has no AVX2: the math libraries' code paths are left unpinned", stacklevel=2)
         pinned = False
     wanted = dict(PINS) if pinned else {}
+    if pinned and has_avx512():
+        wanted |= AVX512_PINS
     threads = environ.get("FBIFPN_THREADS", "")
     if threads:
         if not threads.isdigit() or int(threads) < 1:
@@ -72,6 +95,14 @@ def pin(environ=os.environ) -> dict[str, str]:
     if torch_loaded():
         _check_loaded(wanted, threads)
         return {}
+    early = [name for name in ("numpy", "cv2") if name in sys.modules]
+    if pinned and early:
+        warnings.warn(
+            f"{' and '.join(early)} loaded before fbifpn: {'their' if len(early) > 1 else 'its'} code path "
+            "is the CPU's own, and a benchmark made here may differ from the committed one (import "
+            "fbifpn first, or run through `python -m fbifpn`)",
+            stacklevel=2,
+        )
     environ.update(wanted)
     return wanted
 
@@ -103,5 +134,5 @@ def state() -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_isa_pin": os.environ.get("FBIFPN_CPU_ISA", ISA) if is_x86_64() else "not x86-64",
         "threads": torch.get_num_threads(),
-        **{name: os.environ.get(name) for name in PINS},
+        **{name: os.environ.get(name) for name in PINS | AVX512_PINS},
     }

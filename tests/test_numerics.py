@@ -78,7 +78,8 @@ def test_the_pin_sets_threads_refuses_nonsense_and_only_warns_once_torch_is_load
 
     env = {"FBIFPN_THREADS": "3"}
     monkeypatch.setattr(module, "torch_loaded", lambda: False)  # as if torch were not imported yet
-    set_ = numerics.pin(env)
+    with pytest.warns(UserWarning, match="loaded before fbifpn"):  # numpy and cv2 are, here
+        set_ = numerics.pin(env)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3" and set_["OMP_NUM_THREADS"] == "3"
     for bad in ({"FBIFPN_THREADS": "two"}, {"FBIFPN_THREADS": "0"}, {"FBIFPN_CPU_ISA": "avx512"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
@@ -107,3 +108,27 @@ def test_too_late_a_pin_warns_when_torch_runs_another_path_and_none_is_set_witho
     env = {}
     with pytest.warns(UserWarning, match="no AVX2"):
         assert numerics.pin(env) == {} and env == {}
+
+
+def test_opencv_loses_only_the_avx512_kernels_a_cpu_has_and_early_libraries_are_named(monkeypatch):
+    """OpenCV has no cap: its AVX-512 kernels are switched off by name, and only where the CPU has
+    them (it warns about a feature it lacks). numpy or cv2 loaded before the pin are named."""
+    import fbifpn.numerics as module
+
+    monkeypatch.setattr(module, "torch_loaded", lambda: False)
+    monkeypatch.setattr(module, "has_avx2", lambda: True)
+    monkeypatch.setattr(module, "is_x86_64", lambda: True)
+    for flags, expected in (
+        (set(module.AVX512_FLAGS) | {"avx2", "fma"}, "AVX512-SKX"),
+        ({"avx2", "fma"}, None),
+    ):
+        monkeypatch.setattr(module, "cpu_flags", lambda flags=flags: flags)
+        env = {}
+        with pytest.warns(UserWarning, match="numpy and cv2 loaded before fbifpn"):
+            set_ = numerics.pin(env)
+        assert env.get("OPENCV_CPU_DISABLE") == expected and set_ == env
+        assert env["NPY_DISABLE_CPU_FEATURES"] == "X86_V4 AVX512_ICL AVX512_SPR"
+        assert env["OPENBLAS_CORETYPE"] == "Haswell"
+    monkeypatch.undo()
+    monkeypatch.setattr(module, "cpu_flags", lambda: None)  # no /proc/cpuinfo: AVX2 assumed, no AVX-512
+    assert module.has_avx2() and not module.has_avx512()

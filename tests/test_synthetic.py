@@ -178,6 +178,23 @@ def test_same_seed_same_frames_whatever_the_workers(smoke_tree, tmp_path):
     )
 
 
+# The smoke benchmark's tree_digest as made where results/ was made (AMD EPYC, fbifpn/numerics.py's
+# AVX2 pin). A machine whose OpenCV or numpy runs other kernels makes other pixels (OpenCV capped
+# below AVX2 changes 12 of its files: benchmarks/isa_probe.py), and every number downstream moves;
+# this says so before any table is compared. A new benchmark version changes it on purpose.
+SMOKE_DIGEST = "eb32b2c5c3de25f89adc8f91f1d5b09b7bceff80fd894b9eca62dc7bf6876e95"
+
+
+def test_the_smoke_benchmark_is_the_one_the_results_were_made_from(smoke_tree):
+    digests = tree_digest(smoke_tree)
+    assert len(digests) == 235
+    combined = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+    assert combined == SMOKE_DIGEST, (
+        "this machine generates other benchmark pixels than the committed results' machine: see "
+        "fbifpn/numerics.py and benchmarks/isa_probe.py"
+    )
+
+
 def test_complete_tree_is_reused(smoke_tree):
     stamp = (smoke_tree / "benchmark.json").stat().st_mtime_ns
     assert generate(smoke_tree, size="smoke", seed=0, workers=1, progress=False) == smoke_tree
