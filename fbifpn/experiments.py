@@ -432,7 +432,12 @@ def compression_sets(cfg: Config, progress: bool = True) -> dict[str, tuple[str,
 
     sets = {}
     for level in dict.fromkeys((cfg.data.compression, *cfg.notebooks.cross_compression)):
-        manifest = prepared_manifest(with_overrides(cfg, {"data.compression": level}), progress=progress)
+        other = level != cfg.data.compression  # only tested on: its test split is all it needs
+        manifest = prepared_manifest(
+            with_overrides(cfg, {"data.compression": level}),
+            progress=progress,
+            split="test" if other else None,
+        )
         sets[level] = (
             cfg.data.dataset if level == cfg.data.compression else f"{cfg.data.dataset}-{level}",
             manifest,

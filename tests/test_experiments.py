@@ -206,6 +206,26 @@ def test_cross_compression_tests_the_same_videos_at_c40(base_run, tmp_path):
     assert "synth-ff-c40-smoke-seed0" in c40["manifest"]
 
 
+def test_a_set_only_tested_on_is_cut_for_its_test_split_alone(smoke_manifest):
+    """FF++ at another level is only tested on, so only its test videos are cut (in a folder of their
+    own), crop for crop as the whole set's; once the whole set is prepared, that is what is used."""
+    cfg = with_overrides(load_config("smoke"), {"data.compression": "c40"})
+    only = prepared_manifest(cfg, progress=False, split="test")
+    tested = load_manifest(only)
+    assert only.name.endswith("-test") and set(tested["split"]) == {"test"}
+    whole = prepared_manifest(cfg, progress=False)
+    assert whole != only and set(load_manifest(whole)["split"]) == {"train", "val", "test"}
+    full = load_manifest(whole)
+    full = full[full["split"] == "test"]
+    key = ["video_id", "frame_idx", "face_idx"]
+    a, b = tested.sort_values(key).reset_index(drop=True), full.sort_values(key).reset_index(drop=True)
+    assert a[key].equals(b[key]) and len(a) > 0
+    assert all(
+        Path(x).read_bytes() == Path(y).read_bytes() for x, y in zip(a["image"], b["image"], strict=True)
+    )
+    assert prepared_manifest(cfg, progress=False, split="test") == whole
+
+
 def test_prepared_sets_from_data_root(smoke_manifest, tmp_path):
     cfg = load_config("smoke")
     synthetic = prepared_sets(cfg)

@@ -64,9 +64,14 @@ def add_families(manifest: Path, entries: list[VideoEntry]) -> None:
     atomic.write_csv(df, manifest)
 
 
-def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = True) -> Path:
+def prepared_manifest(
+    cfg: Config, dataset: str | None = None, progress: bool = True, split: str | None = None
+) -> Path:
     """The manifest folder for `cfg.data` (made if missing). `dataset` picks another synthetic set
-    of the same benchmark, e.g. synth-cdf for a cross-dataset test."""
+    of the same benchmark, e.g. synth-cdf for a cross-dataset test. `split` cuts only that split's
+    videos, into a folder of its own, for a set that is only tested on (FF++ at another compression
+    level: 250 of its 680 videos at demo size); where the whole set is prepared already, that is
+    used."""
     if cfg.data.manifest and dataset is None:
         path = Path(cfg.data.manifest)
         if not path.exists():
@@ -84,6 +89,8 @@ def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = 
     # (FF++'s FaceShifter is not missing from it); the other layouts take neither option.
     extra = {"compression": cfg.data.compression, "methods": METHODS} if LAYOUT_OF[name] == "ffpp" else {}
     out = default_prep_out(root, extra.get("compression"))
+    if split is not None and not (out / "manifest.csv").is_file():
+        out = out.with_name(f"{out.name}-{split}")
     marker = (root.parent / MARKER).read_text()
     # A cache without the marker predates it: its version is unknown, so it is made again too.
     made_from = (out / MARKER).read_text() if (out / MARKER).is_file() else None
@@ -94,6 +101,8 @@ def prepared_manifest(cfg: Config, dataset: str | None = None, progress: bool = 
     manifest = out / "manifest.csv"
     if not manifest.is_file():
         entries = in_scenes(layout.scan(root, ScanOptions(dataset=name, **extra)), root)
+        if split is not None:
+            entries = [e for e in entries if e.split == split]
         prep(entries, out, options, workers=os.cpu_count() or 1, progress=progress)
         (out / MARKER).write_text(marker)
         return out
